@@ -1,0 +1,5 @@
+"""Inference engines behind one interface (``Engine``): vLLM (production) and transformers."""
+
+from udfs.engines.base import Engine, EngineDeadError, Generation, create_engine
+
+__all__ = ["Engine", "EngineDeadError", "Generation", "create_engine"]
