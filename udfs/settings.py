@@ -11,7 +11,9 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Qwen2-VL merges 2x2 patches of 14 px: every side must be a multiple of 28 px.
 QWEN_PATCH_FACTOR = 28
@@ -124,6 +126,12 @@ class EngineSettings(StrictModel):
     seed: int = Field(0, description="Engine seed (weights are fixed; affects sampling only).")
     trust_remote_code: bool = Field(False, description="Passed to the model loaders.")
     quiet: bool = Field(True, description="Lower vLLM's log level so real errors stay readable.")
+
+    @field_validator("model")
+    @classmethod
+    def _local_model_absolute(cls, value: str) -> str:
+        # A local model folder must resolve the same in every executor's working directory.
+        return str(Path(value).resolve()) if Path(value).is_dir() else value
 
     @property
     def recorded_model_id(self) -> str:

@@ -57,8 +57,10 @@ class VllmEngine(Engine):
             "trust_remote_code": settings.trust_remote_code,
             "limit_mm_per_prompt": {"image": 1, "video": 0},
             "mm_processor_kwargs": {
-                "min_pixels": image_settings.min_pixels,
-                "max_pixels": image_settings.max_pixels,
+                "size": {
+                    "shortest_edge": image_settings.min_pixels,
+                    "longest_edge": image_settings.max_pixels,
+                }
             },
             "disable_log_stats": True,
         }

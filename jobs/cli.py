@@ -1,0 +1,200 @@
+"""``candid``: the command line. Each subcommand loads and validates its config (before Spark
+starts), then calls one job function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from jobs.config import ConfigError, DescribeConfig, IngestConfig, load_config
+
+DEMO_CONFIG = "conf/demo.yaml"
+DEFAULT_TINY_MODEL = "build/tiny-qwen2-vl"
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def prepare_process_env(build_dir: str = "build") -> None:
+    """Process-level settings for vLLM and its caches, before Spark starts (executors in local
+    mode inherit them). ``setdefault``: a cluster's own environment wins."""
+    root = Path(build_dir).resolve()
+    defaults = {
+        # The engine runs inside the Python worker: no child processes to outlive it.
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_CACHE_ROOT": str(root / "cache" / "vllm"),
+        "TRITON_CACHE_DIR": str(root / "cache" / "triton"),
+        "TORCHINDUCTOR_CACHE_DIR": str(root / "cache" / "inductor"),
+        "MLFLOW_ENABLE_TELEMETRY": "false",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("candid").setLevel(logging.INFO)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument(
+        "--config", default=default, required=default is None,
+        help=f"job YAML file (conf/*.yaml){' [default: ' + default + ']' if default else ''}",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config field, e.g. --set batch_size=32 --set engine.dtype=bfloat16",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="candid",
+        description="Describe images at scale with a vision-language model, honestly: "
+        "Delta in, vLLM in Spark pandas UDFs, Delta out, runs in MLflow.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="build the tiny model and sample images, ingest, describe")
+    demo.add_argument("--workdir", default="build/demo", help="where images and tables go")
+    demo.add_argument("--images", type=int, default=24, help="number of sample images")
+    demo.add_argument("--model-dir", default=DEFAULT_TINY_MODEL, help="tiny model folder")
+    _add_config_args(demo, DEMO_CONFIG)
+
+    tiny = sub.add_parser(
+        "make-tiny-model", help="build a random-weight Qwen2-VL with a locally trained tokenizer"
+    )
+    tiny.add_argument("dir", help="output folder")
+    tiny.add_argument("--seed", type=int, default=0, help="same seed, byte-identical files")
+
+    ingest = sub.add_parser("ingest", help="a folder or manifest of images into the input table")
+    _add_config_args(ingest)
+
+    describe = sub.add_parser("describe", help="describe the input table's images into Delta")
+    _add_config_args(describe)
+
+    status = sub.add_parser("status", help="done / failed / pending rows, from Delta alone")
+    _add_config_args(status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
+    try:
+        return handler(args)
+    except ConfigError as err:
+        print(f"candid {args.command}: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
+    from jobs.tiny_model import TinyModelSpec, make_tiny_model
+
+    path = make_tiny_model(args.dir, TinyModelSpec(seed=args.seed))
+    print(f"tiny Qwen2-VL (random weights) written to {path}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    config = load_config(IngestConfig, args.config, args.overrides)
+    prepare_process_env()
+    from jobs.ingest import run_ingest
+    from jobs.spark_session import build_spark
+
+    summary = run_ingest(config, build_spark(config.spark))
+    print(f"ingested {summary.found} images from {config.source}: {summary.inserted} new, "
+          f"{summary.table_rows} rows in {summary.table}")
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    config = load_config(DescribeConfig, args.config, args.overrides)
+    prepare_process_env()
+    from jobs.describe import run_describe
+    from jobs.spark_session import build_spark
+
+    summary = run_describe(config, build_spark(config.spark))
+    _print_describe_summary(summary, config)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    config = load_config(DescribeConfig, args.config, args.overrides)
+    prepare_process_env()
+    from jobs.spark_session import build_spark
+    from jobs.status import format_status, read_status
+
+    print(format_status(read_status(build_spark(config.spark), config)))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir)
+    tables = workdir / "tables"
+    overrides = [
+        f"input_table={tables / 'images'}", f"results_table={tables / 'descriptions'}",
+        f"engine.model={args.model_dir}", *args.overrides,
+    ]
+    config = load_config(DescribeConfig, args.config, overrides)
+    prepare_process_env()
+    from jobs.demo import make_sample_images
+    from jobs.describe import run_describe
+    from jobs.ingest import run_ingest
+    from jobs.spark_session import build_spark
+    from jobs.tiny_model import make_tiny_model
+
+    make_tiny_model(args.model_dir)
+    samples = make_sample_images(workdir / "images", count=args.images)
+    print(f"[demo] {len(samples.paths)} sample images in {samples.folder}; "
+          f"tiny random-weight model in {args.model_dir} (its descriptions are noise)")
+    spark = build_spark(config.spark)
+    ingest = IngestConfig(source=str(samples.folder.resolve()), table=config.input_table)
+    ingested = run_ingest(ingest, spark)
+    print(f"[demo] input table {ingested.table}: {ingested.table_rows} rows "
+          f"({ingested.inserted} new)")
+    summary = run_describe(config, spark)
+    _print_describe_summary(summary, config)
+    return 0
+
+
+def _print_describe_summary(summary, config: DescribeConfig) -> None:
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.status_counts.items())) or "none"
+    print(f"results table: {summary.results_table}")
+    print(f"  prompt {summary.prompt} (hash {summary.prompt_hash}), model {summary.model}")
+    print(f"  input rows {summary.rows_in}, processed now {summary.rows_processed} "
+          f"in {summary.seconds:.1f}s ({summary.images_per_s:.2f} images/s), statuses: {counts}")
+    table_counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.table_status_counts.items()))
+    print(f"  rows in the results table for this prompt and model: "
+          f"{sum(summary.table_status_counts.values())} ({table_counts or 'none'})")
+    if summary.rows_recovered:
+        print(f"  recovered {summary.rows_recovered} staged rows from an interrupted run")
+    if config.mlflow.enabled:
+        print(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at "
+              f"{config.mlflow.tracking_uri}")
+        print(f"  browse: mlflow ui --backend-store-uri {config.mlflow.tracking_uri}")
+    for failure in summary.tracking_failures:
+        print(f"  WARNING: {failure}")
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": _cmd_demo,
+    "make-tiny-model": _cmd_make_tiny_model,
+    "ingest": _cmd_ingest,
+    "describe": _cmd_describe,
+    "status": _cmd_status,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

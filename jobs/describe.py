@@ -1,0 +1,296 @@
+"""The describe job: input Delta table -> vLLM (or transformers) in pandas UDFs -> results table.
+
+Run it as ``candid describe --config conf/demo.yaml`` or
+``spark-submit jobs/describe.py --config conf/<file>.yaml``.
+
+The input is processed in chunks (a hash of ``image_id``); each chunk is staged, MERGEd and
+committed before the next starts (``jobs.results``), so a crash costs at most one chunk, and a
+rerun only processes rows that have no final result yet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from jobs.config import DescribeConfig, PromptRef
+from jobs.delta_io import delta_table, latest_version, read_table
+from jobs import results as results_io
+from jobs.tracking import RunTracker, redact
+from udfs.describe import DescribeTask, result_schema_ddl
+from udfs.prompts import PromptSpec, find_prompt
+from udfs.spark_udf import make_describe_fn
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("candid.describe")
+
+
+@dataclass
+class DescribeSummary:
+    """What a describe run did; printed by the CLI and logged to MLflow."""
+
+    run_id: str
+    results_table: str
+    input_table: str
+    input_version: int
+    prompt: str
+    prompt_hash: str
+    model: str
+    rows_in: int = 0
+    rows_pending: int = 0
+    rows_processed: int = 0
+    rows_recovered: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    flag_counts: dict[str, int] = field(default_factory=dict)
+    tracking_failures: list[str] = field(default_factory=list)
+    table_status_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_ok(self) -> int:
+        return self.status_counts.get("ok", 0)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.rows_processed / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_prompt(ref: PromptRef) -> PromptSpec:
+    return find_prompt(ref.dir, ref.version, ref.name)
+
+
+def build_task(config: DescribeConfig, prompt: PromptSpec, run_id: str) -> DescribeTask:
+    return DescribeTask(
+        engine=config.engine, images=config.images, prompt=prompt,
+        sampling=config.sampling or prompt.sampling, batch_size=config.batch_size,
+        run_id=run_id, engine_factory=config.engine_factory,
+    )
+
+
+def pending_rows(
+    spark: "SparkSession", inputs: "DataFrame", config: DescribeConfig, prompt: PromptSpec
+) -> "DataFrame":
+    """Input rows without a final result for this (prompt, model), with their next attempt
+    number. Final: ``ok``, a non-retryable code, or retryable but out of attempts."""
+    from pyspark.sql import functions as F
+
+    done = results_for(spark, config, prompt).select(
+        "image_id", "status", F.col("attempts").alias("prev_attempts")
+    )
+    retryable = F.col("status").isin(config.retry_statuses) & (
+        F.coalesce(F.col("prev_attempts"), F.lit(0)) < config.max_attempts
+    )
+    return (
+        inputs.join(done, "image_id", "left")
+        .where(F.col("status").isNull() | retryable)
+        .select(
+            "image_id", "path",
+            (F.coalesce(F.col("prev_attempts"), F.lit(0)) + 1).cast("int").alias("attempts"),
+        )
+    )
+
+
+def run_describe(config: DescribeConfig, spark: "SparkSession") -> DescribeSummary:
+    """Describe every pending input row and commit results chunk by chunk."""
+    from pyspark.sql import functions as F
+
+    prompt = resolve_prompt(config.prompt)
+    tracker = RunTracker(config.mlflow)
+    run_name = config.run_name or f"{prompt.key} {config.engine.recorded_model_id}"
+    run_id = tracker.start(run_name, tags={"candid.job": "describe", "candid.prompt": prompt.key})
+    task = build_task(config, prompt, run_id)
+    staging = results_io.ensure_tables(spark, config.results_table)
+    input_version = latest_version(spark, config.input_table)
+    summary = DescribeSummary(
+        run_id=run_id, results_table=config.results_table, input_table=config.input_table,
+        input_version=input_version, prompt=prompt.key, prompt_hash=prompt.content_hash(),
+        model=config.engine.recorded_model_id,
+    )
+    started = time.perf_counter()
+    summary.rows_recovered = results_io.recover_staged(spark, config.results_table)
+    inputs = read_table(spark, config.input_table, version=input_version).select("image_id", "path")
+    _check_unique_ids(inputs, config.input_table)
+    summary.rows_in = inputs.count()
+    pending = pending_rows(spark, inputs, config, prompt).cache()
+    summary.rows_pending = pending.count()
+    summary.chunks = max(1, math.ceil(summary.rows_pending / config.chunk_size))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
+    sample = None
+    with_chunk = pending.withColumn(
+        "chunk", F.pmod(F.xxhash64("image_id"), F.lit(summary.chunks)).cast("int")
+    )
+    for chunk in range(summary.chunks if summary.rows_pending else 0):
+        rows = with_chunk.where(F.col("chunk") == chunk).drop("chunk")
+        counts, flags, chunk_sample = _process_chunk(spark, config, task, rows, staging, chunk)
+        _add_counts(summary.status_counts, counts)
+        _add_counts(summary.flag_counts, flags)
+        summary.rows_processed += sum(counts.values())
+        sample = sample if sample is not None else chunk_sample
+        _log_progress(summary, chunk, started)
+    pending.unpersist()
+    if config.source_column.enabled:
+        write_source_column(spark, config, prompt)
+    summary.seconds = time.perf_counter() - started
+    summary.table_status_counts = result_status_counts(spark, config, prompt)
+    log_run(tracker, config, prompt, summary, sample)
+    summary.tracking_failures = list(tracker.failures)
+    tracker.raise_for_failures()
+    return summary
+
+
+def _process_chunk(
+    spark: "SparkSession", config: DescribeConfig, task: DescribeTask, rows: "DataFrame",
+    staging: str, chunk: int,
+) -> tuple[dict[str, int], dict[str, int], Any]:
+    from pyspark.sql import functions as F
+
+    partitions = config.partitions or spark.sparkContext.defaultParallelism
+    described = (
+        rows.repartition(partitions, "image_id")
+        .mapInPandas(make_describe_fn(task), schema=result_schema_ddl())
+        .withColumn("written_at", F.current_timestamp())
+        .withColumn("chunk", F.lit(chunk).cast("int"))
+    )
+    results_io.stage_chunk(described, staging, task.run_id, chunk)
+    staged = results_io.read_staged(spark, staging, task.run_id, chunk)
+    counts = {r["status"]: r["count"] for r in staged.groupBy("status").count().collect()}
+    flags = {
+        r["flag"]: r["count"]
+        for r in staged.select(F.explode("guardrail_flags").alias("flag")).groupBy("flag").count().collect()
+    }
+    sample = staged.limit(config.mlflow.sample_rows).toPandas() if config.mlflow.sample_rows else None
+    results_io.merge_staged(spark, config.results_table, staged, task.run_id, chunk)
+    results_io.drop_staged(spark, staging, task.run_id, chunk)
+    return counts, flags, sample
+
+
+def results_for(spark: "SparkSession", config: DescribeConfig, prompt: PromptSpec) -> "DataFrame":
+    """This prompt version's and model's rows in the results table."""
+    from pyspark.sql import functions as F
+
+    return delta_table(spark, config.results_table).toDF().where(
+        (F.col("prompt_name") == prompt.name)
+        & (F.col("prompt_version") == prompt.version)
+        & (F.col("model") == config.engine.recorded_model_id)
+    )
+
+
+def result_status_counts(
+    spark: "SparkSession", config: DescribeConfig, prompt: PromptSpec
+) -> dict[str, int]:
+    rows = results_for(spark, config, prompt).groupBy("status").count().collect()
+    return {r["status"]: int(r["count"]) for r in rows}
+
+
+def write_source_column(spark: "SparkSession", config: DescribeConfig, prompt: PromptSpec) -> None:
+    """MERGE this prompt version's ok descriptions into the input table as a new column
+    (schema evolution adds it on first use)."""
+    from pyspark.sql import functions as F
+
+    column = f"{config.source_column.column_prefix}{prompt.version}"
+    descriptions = (
+        results_for(spark, config, prompt)
+        .where(F.col("status") == "ok")
+        .select("image_id", F.col("description").alias(column))
+    )
+    (
+        delta_table(spark, config.input_table).alias("t")
+        .merge(descriptions.alias("s"), "t.image_id = s.image_id")
+        .withSchemaEvolution()
+        .whenMatchedUpdateAll()
+        .execute()
+    )
+
+
+def log_run(
+    tracker: RunTracker, config: DescribeConfig, prompt: PromptSpec, summary: DescribeSummary,
+    sample: Any,
+) -> None:
+    """Everything goes to MLflow after the Delta commits, from the driver."""
+    sampling = config.sampling or prompt.sampling
+    tracker.log_params({
+        "model": summary.model, "engine": config.engine.backend, "dtype": config.engine.dtype,
+        "prompt_name": prompt.name, "prompt_version": prompt.version,
+        "prompt_hash": summary.prompt_hash, "input_table": config.input_table,
+        "input_version": summary.input_version, "results_table": config.results_table,
+        "batch_size": config.batch_size, "chunk_size": config.chunk_size,
+        **{f"sampling.{k}": v for k, v in sampling.model_dump().items()},
+    })
+    processed = max(summary.rows_processed, 1)
+    metrics = {
+        "rows_in": summary.rows_in, "rows_pending": summary.rows_pending,
+        "rows_processed": summary.rows_processed, "rows_ok": summary.rows_ok,
+        "rows_error": summary.rows_processed - summary.rows_ok,
+        "rows_recovered": summary.rows_recovered, "images_per_s": summary.images_per_s,
+        "seconds": summary.seconds,
+        **{f"status.{k}": v for k, v in summary.status_counts.items()},
+        **{f"flag_rate.{k}": v / processed for k, v in summary.flag_counts.items()},
+    }
+    tracker.log_metrics(metrics)
+    tracker.log_text(yaml.safe_dump(prompt.model_dump(mode="json"), sort_keys=False),
+                     f"prompt/{prompt.name}_{prompt.version}.yaml")
+    tracker.log_text(prompt.user_text(), f"prompt/{prompt.name}_{prompt.version}_user.txt")
+    tracker.log_text(
+        yaml.safe_dump(redact(config.model_dump(mode="json")), sort_keys=False), "config.yaml"
+    )
+    tracker.log_text(json.dumps(asdict(summary), indent=2, default=str), "summary.json")
+    if sample is not None and len(sample):
+        tracker.log_table(_loggable(sample), "samples/outputs.json")
+    tracker.finish("FINISHED")
+
+
+def _loggable(frame):
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(
+                lambda v: json.dumps(list(v)) if hasattr(v, "__len__") and not isinstance(v, str)
+                else v
+            )
+    frame["written_at"] = frame["written_at"].astype(str)
+    return frame
+
+
+def _check_unique_ids(inputs: "DataFrame", table: str) -> None:
+    duplicated = inputs.groupBy("image_id").count().where("count > 1").limit(5).collect()
+    if duplicated:
+        ids = [r["image_id"] for r in duplicated]
+        raise ValueError(f"input table {table} has duplicate image_id values, e.g. {ids}")
+
+
+def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
+    for key, value in more.items():
+        total[key] = total.get(key, 0) + int(value)
+
+
+def _log_progress(summary: DescribeSummary, chunk: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    done = summary.rows_processed
+    rate = done / elapsed if elapsed > 0 else 0.0
+    remaining = summary.rows_pending - done
+    eta = remaining / rate if rate > 0 else float("nan")
+    log.info(
+        "chunk %d/%d committed: %d/%d rows (%.1f rows/s, ETA %.0fs)",
+        chunk + 1, summary.chunks, done, summary.rows_pending, rate, eta,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``spark-submit jobs/describe.py --config FILE [--set k=v ...]``."""
+    from jobs.cli import main as cli_main
+
+    return cli_main(["describe", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The results Delta table, its staging table, and the write protocol between them.
+
+Protocol per chunk (see docs/operations.md):
+
+1. The engine's output for a chunk is written once to the staging table, partition
+   ``(run_id, chunk)``, with ``replaceWhere`` (a retried write replaces, never duplicates).
+2. The staged rows are MERGEd into the results table on ``RESULT_KEYS``. A row only replaces an
+   older row (``written_at``), so merging the same staged rows twice changes nothing, and the
+   MERGE runs under a Delta ``txnAppId``/``txnVersion`` so a committed one is skipped on retry.
+3. The staged partition is deleted.
+
+A crash between 1 and 3 leaves staged rows behind; the next run merges them first
+(``recover_staged``), so the GPU work they hold is not lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
+
+from jobs.delta_io import create_table_if_missing, delta_table, is_path, table_exists
+from udfs.describe import RESULT_COLUMNS
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("candid.results")
+
+RESULT_KEYS = ("image_id", "prompt_name", "prompt_version", "model")
+RESULTS_SCHEMA_DDL = ", ".join(
+    [f"`{n}` {t}" for n, t in RESULT_COLUMNS] + ["`written_at` TIMESTAMP"]
+)
+STAGING_SCHEMA_DDL = RESULTS_SCHEMA_DDL + ", `chunk` INT"
+STAGING_PARTITIONS = ("run_id", "chunk")
+TXN_APP_PREFIX = "candid-merge-"
+T = TypeVar("T")
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another writer kept winning the race for the table after all retries."""
+
+
+def staging_table_for(results_table: str) -> str:
+    """The staging table beside the results table (a sibling path or a sibling name)."""
+    return results_table.rstrip("/") + ("_staging" if is_path(results_table) else "__staging")
+
+
+def ensure_tables(spark: "SparkSession", results_table: str) -> str:
+    create_table_if_missing(spark, results_table, RESULTS_SCHEMA_DDL)
+    staging = staging_table_for(results_table)
+    create_table_if_missing(spark, staging, STAGING_SCHEMA_DDL, STAGING_PARTITIONS)
+    return staging
+
+
+def stage_chunk(staged: "DataFrame", staging_table: str, run_id: str, chunk: int) -> None:
+    """Write one chunk's results to the staging table (runs the engine: the only action that
+    does). Replaces the partition, so a retried write leaves exactly one copy."""
+    writer = (
+        staged.write.format("delta").mode("overwrite")
+        .option("replaceWhere", f"run_id = '{_sql_str(run_id)}' AND chunk = {int(chunk)}")
+    )
+    with_concurrency_retries(
+        lambda: writer.save(staging_table) if is_path(staging_table)
+        else writer.saveAsTable(staging_table),
+        what=f"stage chunk {chunk}",
+    )
+
+
+def read_staged(spark: "SparkSession", staging_table: str, run_id: str, chunk: int) -> "DataFrame":
+    from pyspark.sql import functions as F
+
+    return (
+        delta_table(spark, staging_table).toDF()
+        .where((F.col("run_id") == run_id) & (F.col("chunk") == chunk))
+        .drop("chunk")
+    )
+
+
+def merge_staged(
+    spark: "SparkSession", results_table: str, staged: "DataFrame", run_id: str, chunk: int
+) -> None:
+    """Upsert staged rows into the results table, idempotently (see module docstring)."""
+    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in RESULT_KEYS)
+
+    def merge() -> None:
+        with delta_txn(spark, f"{TXN_APP_PREFIX}{run_id}", chunk):
+            (
+                delta_table(spark, results_table).alias("t")
+                .merge(staged.alias("s"), condition)
+                .whenMatchedUpdateAll(condition="s.written_at > t.written_at")
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+
+    with_concurrency_retries(merge, what=f"merge chunk {chunk} into {results_table}")
+
+
+def drop_staged(spark: "SparkSession", staging_table: str, run_id: str, chunk: int) -> None:
+    with_concurrency_retries(
+        lambda: delta_table(spark, staging_table).delete(
+            f"run_id = '{_sql_str(run_id)}' AND chunk = {int(chunk)}"
+        ),
+        what=f"clear staged chunk {chunk}",
+    )
+
+
+def recover_staged(spark: "SparkSession", results_table: str) -> int:
+    """Merge and clear staged partitions that an earlier, interrupted run left behind.
+    Returns the number of rows recovered."""
+    staging = staging_table_for(results_table)
+    if not table_exists(spark, staging):
+        return 0
+    leftovers = delta_table(spark, staging).toDF().select(*STAGING_PARTITIONS).distinct().collect()
+    recovered = 0
+    for row in leftovers:
+        staged = read_staged(spark, staging, row.run_id, row.chunk)
+        count = staged.count()
+        log.warning(
+            "recovering %d staged rows of run %s chunk %d left by an interrupted run",
+            count, row.run_id, row.chunk,
+        )
+        merge_staged(spark, results_table, staged, row.run_id, row.chunk)
+        drop_staged(spark, staging, row.run_id, row.chunk)
+        recovered += count
+    return recovered
+
+
+@contextmanager
+def delta_txn(spark: "SparkSession", app_id: str, version: int) -> Iterator[None]:
+    """Make the Delta writes inside idempotent: a commit already made with (app_id, version)
+    is skipped. MERGE honours only these session confs (not writer options)."""
+    keys = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
+    spark.conf.set(keys[0], app_id)
+    spark.conf.set(keys[1], str(int(version)))
+    try:
+        yield
+    finally:
+        for key in keys:
+            spark.conf.unset(key)
+
+
+def with_concurrency_retries(
+    action: Callable[[], T], what: str, attempts: int = 6, base_delay_s: float = 0.5
+) -> T:
+    """Run ``action``, retrying Delta's concurrent-modification conflicts with jittered
+    exponential backoff; after ``attempts`` raise ``ConcurrentWriteError``."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as err:  # noqa: BLE001 - only conflicts are retried; see below
+            if not _is_concurrent_modification(err):
+                raise
+            if attempt == attempts:
+                raise ConcurrentWriteError(
+                    f"{what}: another writer changed the table {attempts} times in a row "
+                    f"({type(err).__name__}: {str(err).splitlines()[0]}); nothing of this chunk "
+                    "was committed - rerun the job to continue"
+                ) from err
+            delay = base_delay_s * (2 ** (attempt - 1)) * (1 + random.random())
+            log.warning("%s: concurrent write conflict, retry %d in %.1fs", what, attempt, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_concurrent_modification(err: BaseException) -> bool:
+    try:
+        from delta.exceptions import DeltaConcurrentModificationException
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(err, DeltaConcurrentModificationException)
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")
