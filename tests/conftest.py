@@ -1,0 +1,130 @@
+"""Shared fixtures: one SparkSession (real, local, with Delta), one tiny model, one engine of
+each backend per test session. Everything heavy is session-scoped to keep the suite short."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import prepare_process_env
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_BUILD = REPO / "build" / "test"
+LOCAL_PROFILE = REPO / "conf" / "spark" / "local.yaml"
+PROMPT_DIR = REPO / "conf" / "prompts"
+TINY_KV_CACHE_BYTES = 64 << 20
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """The tiny random-weight Qwen2-VL, built once (and reused across runs via its marker)."""
+    from jobs.tiny_model import make_tiny_model
+
+    return make_tiny_model(TEST_BUILD / "tiny-qwen2-vl")
+
+
+def tiny_engine_settings(model_dir: Path, backend: str = "vllm", **extra):
+    from udfs.settings import EngineSettings
+
+    return EngineSettings(
+        backend=backend, model=str(model_dir), model_id="test/tiny-qwen2-vl", dtype="float32",
+        enforce_eager=True, kv_cache_memory_bytes=TINY_KV_CACHE_BYTES, max_model_len=2048,
+        max_num_seqs=16, **extra,
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """One local[2] SparkSession with Delta for the whole run."""
+    from jobs.config import SparkSettings
+    from jobs.spark_session import build_spark
+
+    prepare_process_env(str(REPO / "build"))
+    # Executors import test helpers (tests.fakes) by module name.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+    )
+    scratch = tmp_path_factory.mktemp("spark")
+    session = build_spark(SparkSettings(
+        profile=str(LOCAL_PROFILE), app_name="candid-tests",
+        conf={
+            "spark.sql.warehouse.dir": str(scratch / "warehouse"),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch}",
+        },
+    ))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory):
+    from jobs.demo import make_sample_images
+
+    return make_sample_images(tmp_path_factory.mktemp("samples"), count=8, seed=1)
+
+
+def describe_config(tmp: Path, model_dir: Path | str, **overrides):
+    """A DescribeConfig writing into ``tmp``, tracking into a sqlite store there."""
+    from jobs.config import DescribeConfig
+
+    data = {
+        "input_table": str(tmp / "images"),
+        "results_table": str(tmp / "results"),
+        "engine": tiny_engine_settings(Path(model_dir)).model_dump(),
+        "images": {"max_pixels": 200704},
+        "prompt": {"version": "v2", "dir": str(PROMPT_DIR)},
+        "batch_size": 4,
+        "partitions": 1,
+        "spark": {"profile": str(LOCAL_PROFILE)},
+        "mlflow": {
+            "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+            "artifact_location": str(tmp / "mlartifacts"),
+            "experiment": "candid-tests",
+        },
+    }
+    for key, value in overrides.items():
+        node = data
+        *parents, leaf = key.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return DescribeConfig.model_validate(data)
+
+
+@pytest.fixture(scope="session")
+def image_settings():
+    from udfs.settings import ImageSettings
+
+    return ImageSettings(max_pixels=200704)
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(tiny_model_dir, image_settings):
+    """The real vLLM engine (CPU build here) on the tiny model, in this process."""
+    prepare_process_env(str(REPO / "build"))
+    from udfs.engines import create_engine
+
+    engine = create_engine(tiny_engine_settings(tiny_model_dir), image_settings)
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture(scope="session")
+def hf_engine(tiny_model_dir, image_settings):
+    from udfs.engines import create_engine
+
+    engine = create_engine(tiny_engine_settings(tiny_model_dir, "transformers"), image_settings)
+    yield engine
+    engine.shutdown()
+
+
+@pytest.fixture(scope="session")
+def prepared_samples(sample_images, image_settings):
+    """The sample images decoded and sized exactly as the describe job does."""
+    from udfs.images import load_image
+
+    prepared = [load_image(str(p), image_settings) for p in sample_images.paths]
+    assert all(p.ok for p in prepared), [p.message for p in prepared if not p.ok]
+    return [p.image for p in prepared]
