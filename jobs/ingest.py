@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.config import IngestConfig
-from jobs.delta_io import create_table_if_missing, delta_table, last_operation_metrics
+from jobs.delta_io import create_table_if_missing, delta_table
 from udfs.sources import local_path, url_scheme
 
 if TYPE_CHECKING:
@@ -132,6 +132,8 @@ def run_ingest(config: IngestConfig, spark: "SparkSession") -> IngestSummary:
 
     pairs = list_images(config)
     create_table_if_missing(spark, config.table, INPUT_SCHEMA_DDL)
+    # Counted, not read from the MERGE's metrics: a MERGE that inserts nothing commits nothing.
+    before = delta_table(spark, config.table).toDF().count()
     rows = spark.createDataFrame(pairs, "image_id STRING, path STRING").select(
         "image_id", "path", F.lit(config.source).alias("source"),
         F.current_timestamp().alias("ingested_at"),
@@ -143,9 +145,7 @@ def run_ingest(config: IngestConfig, spark: "SparkSession") -> IngestSummary:
         .whenNotMatchedInsert(values={c: f"s.{c}" for c in rows.columns})
         .execute()
     )
-    metrics = last_operation_metrics(spark, config.table)
     total = delta_table(spark, config.table).toDF().count()
     return IngestSummary(
-        table=config.table, found=len(pairs),
-        inserted=metrics.get("numTargetRowsInserted", 0), table_rows=total,
+        table=config.table, found=len(pairs), inserted=total - before, table_rows=total
     )

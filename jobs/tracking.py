@@ -21,12 +21,18 @@ from jobs.config import TrackingSettings
 log = logging.getLogger("candid.tracking")
 
 REDACTED = "***redacted***"
-# Keys whose values are credentials, whatever the system: Spark/Hadoop confs, env, URLs.
-_SECRET_KEY = re.compile(
-    r"(secret|password|passwd|token|credential|private[._-]?key|access[._-]?key|api[._-]?key|"
-    r"sas|signature|auth)",
-    re.IGNORECASE,
-)
+# A key is a credential when one of its words (split on . _ - and camelCase) is one of these,
+# or two neighbouring words form one of the pairs: fs.s3a.secret.key, AWS_SECRET_ACCESS_KEY,
+# HF_TOKEN, spark.ssl.keyPassword, fs.azure.account.key... but not max_tokens.
+_SECRET_WORDS = frozenset({
+    "secret", "password", "passwd", "pwd", "token", "credential", "credentials", "apikey",
+    "sas", "signature", "authorization", "auth", "privatekey",
+})
+_SECRET_PAIRS = frozenset({
+    ("access", "key"), ("private", "key"), ("api", "key"), ("account", "key"),
+    ("storage", "key"), ("session", "key"), ("client", "secret"),
+})
+_KEY_WORDS = re.compile(r"[._\-\s/:]+|(?<=[a-z0-9])(?=[A-Z])")
 # user:password@ in URLs.
 _URL_USERINFO = re.compile(r"(?<=://)([^/@\s:]+):([^/@\s]+)@")
 MLFLOW_PARAM_MAX = 6000
@@ -36,11 +42,19 @@ class TrackingError(RuntimeError):
     """MLflow could not be reached or refused a write, and the config says to fail."""
 
 
+def is_secret_key(key: str) -> bool:
+    """True when a config/env key names a credential."""
+    words = [w.lower() for w in _KEY_WORDS.split(str(key)) if w]
+    return any(w in _SECRET_WORDS for w in words) or any(
+        pair in _SECRET_PAIRS for pair in zip(words, words[1:])
+    )
+
+
 def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """A copy with credential-looking values replaced, recursively."""
     clean: dict[str, Any] = {}
     for key, value in mapping.items():
-        if _SECRET_KEY.search(str(key)):
+        if is_secret_key(key):
             clean[key] = REDACTED
         elif isinstance(value, Mapping):
             clean[key] = redact(value)

@@ -1,0 +1,82 @@
+"""The describe job on real Spark + Delta + the real vLLM CPU engine + a real MLflow store."""
+
+import pytest
+from mlflow import MlflowClient
+
+from jobs.config import IngestConfig
+from jobs.delta_io import read_table
+from jobs.describe import run_describe
+from jobs.ingest import run_ingest
+from jobs.results import RESULT_KEYS
+from tests.conftest import describe_config
+
+pytestmark = [pytest.mark.spark, pytest.mark.engine]
+
+
+@pytest.fixture(scope="module")
+def described(spark, sample_images, tiny_model_dir, tmp_path_factory):
+    """Ingest the samples and describe them twice with vLLM (the second run must be a no-op)."""
+    tmp = tmp_path_factory.mktemp("describe")
+    config = describe_config(
+        tmp, tiny_model_dir, source_column__enabled=True, chunk_size=5, mlflow__sample_rows=3
+    )
+    run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
+    first = run_describe(config, spark)
+    second = run_describe(config, spark)
+    return config, first, second
+
+
+def test_every_image_gets_one_ok_row_with_full_provenance(spark, described):
+    config, first, _ = described
+    rows = read_table(spark, config.results_table).collect()
+    assert len(rows) == 8 and first.status_counts == {"ok": 8}
+    assert first.chunks == 2  # 8 rows, chunk_size 5
+    for row in rows:
+        assert row.status == "ok" and row.status_message is None
+        assert row.description is not None and row.finish_reason in {"stop", "length"}
+        assert row.prompt_tokens > 64 and 0 < row.completion_tokens <= 96
+        assert row.latency_ms > 0 and row.written_at is not None
+        assert (row.prompt_name, row.prompt_version, row.model) == ("describe", "v2", "test/tiny-qwen2-vl")
+        assert row.prompt_hash == first.prompt_hash and row.run_id == first.run_id
+        assert row.engine == "vllm" and row.visual_tokens > 0 and row.attempts == 1
+        assert len(row.content_sha256) == 64
+
+
+def test_rerun_adds_no_rows_and_recomputes_nothing(spark, described):
+    config, first, second = described
+    results = read_table(spark, config.results_table)
+    assert results.count() == 8
+    assert results.select(*RESULT_KEYS).distinct().count() == 8
+    assert second.rows_pending == 0 and second.rows_processed == 0
+    assert {r.run_id for r in results.collect()} == {first.run_id}
+    assert second.table_status_counts == {"ok": 8}
+
+
+def test_descriptions_are_merged_back_into_the_input_table(spark, described):
+    config, _, _ = described
+    inputs = {r.image_id: r.description_v2 for r in read_table(spark, config.input_table).collect()}
+    results = {r.image_id: r.description for r in read_table(spark, config.results_table).collect()}
+    assert inputs == results and len(inputs) == 8
+
+
+def test_mlflow_run_has_params_metrics_and_artifacts(described):
+    config, first, _ = described
+    client = MlflowClient(tracking_uri=config.mlflow.tracking_uri)
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["prompt_version"] == "v2" and params["prompt_hash"] == first.prompt_hash
+    assert params["model"] == "test/tiny-qwen2-vl" and params["engine"] == "vllm"
+    assert params["input_table"] == config.input_table and params["input_version"].isdigit()
+    assert params["sampling.max_tokens"] == "96"
+    metrics = run.data.metrics
+    assert metrics["rows_in"] == 8 and metrics["rows_ok"] == 8 and metrics["rows_error"] == 0
+    assert metrics["images_per_s"] > 0
+    artifacts = {a.path for a in client.list_artifacts(first.run_id)}
+    assert {"config.yaml", "summary.json", "prompt", "samples"} <= artifacts
+    prompt_files = {a.path for a in client.list_artifacts(first.run_id, "prompt")}
+    assert "prompt/describe_v2.yaml" in prompt_files
+    local = client.download_artifacts(first.run_id, "samples/outputs.json")
+    import json
+    table = json.load(open(local))
+    assert len(table["data"]) == 3 and "description" in table["columns"]
