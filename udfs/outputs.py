@@ -84,7 +84,9 @@ def parse_structured(text: str, schema: dict[str, Any]) -> ParsedOutput:
         {'a': 1}
     """
     validator = _validator(_schema_key(schema))
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        return ParsedOutput(ok=False, error=f"expected text, got {type(text).__name__}")
+    if not text.strip():
         return ParsedOutput(ok=False, error="empty output")
     try:
         value = json.loads(text, parse_constant=_reject_constant)
