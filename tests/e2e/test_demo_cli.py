@@ -1,0 +1,53 @@
+"""The README's demo command, end to end in a subprocess: real Spark, Delta, vLLM, MLflow."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+CANDID = [sys.executable, "-m", "jobs.cli"]
+
+
+def _run(args, tmp_path, timeout=600):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [*CANDID, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _demo_args(tmp_path, tiny_model_dir):
+    return [
+        "demo", "--workdir", str(tmp_path / "demo"), "--images", "6",
+        "--model-dir", str(tiny_model_dir),
+        "--set", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        "--set", f"mlflow.artifact_location={tmp_path / 'mlartifacts'}",
+    ]
+
+
+def test_demo_twice_then_a_malformed_config(tmp_path, tiny_model_dir):
+    first = _run(_demo_args(tmp_path, tiny_model_dir), tmp_path)
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert f"results table: {tmp_path / 'demo' / 'tables' / 'descriptions'}" in first.stdout
+    assert "statuses: ok=6" in first.stdout
+    run_id = re.search(r"MLflow run: (\w+)", first.stdout).group(1)
+
+    from mlflow import MlflowClient
+
+    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id)
+    assert run.data.metrics["rows_ok"] == 6
+
+    second = _run(_demo_args(tmp_path, tiny_model_dir), tmp_path)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "processed now 0" in second.stdout
+    assert "rows in the results table for this prompt and model: 6 (ok=6)" in second.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "conf" / "demo.yaml").read_text().replace("batch_size: 8", "batch_size: lots"))
+    failed = _run(["describe", "--config", str(bad)], tmp_path, timeout=120)
+    assert failed.returncode == 2
+    assert "batch_size: Input should be a valid integer" in failed.stderr
