@@ -14,8 +14,9 @@ from jobs.config import ConfigError, DescribeConfig, IngestConfig, load_config
 
 DEMO_CONFIG = "conf/demo.yaml"
 DEFAULT_TINY_MODEL = "build/tiny-qwen2-vl"
-EXIT_CONFIG = 2
 EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_FLAGS = 3
 
 
 def prepare_process_env(build_dir: str = "build") -> None:
@@ -91,11 +92,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
+    from jobs.describe import FlagRateExceeded
+    from jobs.tracking import TrackingError
+
     try:
         return handler(args)
     except ConfigError as err:
         print(f"candid {args.command}: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except FlagRateExceeded as err:
+        print(f"candid {args.command}: {err}", file=sys.stderr)
+        return EXIT_FLAGS
+    except TrackingError as err:
+        print(f"candid {args.command}: results were written, but {err}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
@@ -121,10 +131,11 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_describe(args: argparse.Namespace) -> int:
     config = load_config(DescribeConfig, args.config, args.overrides)
     prepare_process_env()
-    from jobs.describe import run_describe
+    from jobs.describe import resolve_prompt, run_describe
     from jobs.spark_session import build_spark
 
-    summary = run_describe(config, build_spark(config.spark))
+    prompt = resolve_prompt(config)  # before Spark starts: a bad prompt fails in a second
+    summary = run_describe(config, build_spark(config.spark), prompt)
     _print_describe_summary(summary, config)
     return 0
 
@@ -149,11 +160,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = load_config(DescribeConfig, args.config, overrides)
     prepare_process_env()
     from jobs.demo import make_sample_images
-    from jobs.describe import run_describe
+    from jobs.describe import resolve_prompt, run_describe
     from jobs.ingest import run_ingest
     from jobs.spark_session import build_spark
     from jobs.tiny_model import make_tiny_model
 
+    prompt = resolve_prompt(config)
     make_tiny_model(args.model_dir)
     samples = make_sample_images(workdir / "images", count=args.images)
     print(f"[demo] {len(samples.paths)} sample images in {samples.folder}; "
@@ -163,7 +175,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     ingested = run_ingest(ingest, spark)
     print(f"[demo] input table {ingested.table}: {ingested.table_rows} rows "
           f"({ingested.inserted} new)")
-    summary = run_describe(config, spark)
+    summary = run_describe(config, spark, prompt)
     _print_describe_summary(summary, config)
     return 0
 
@@ -179,6 +191,8 @@ def _print_describe_summary(summary, config: DescribeConfig) -> None:
           f"{sum(summary.table_status_counts.values())} ({table_counts or 'none'})")
     if summary.rows_recovered:
         print(f"  recovered {summary.rows_recovered} staged rows from an interrupted run")
+    if summary.registered_prompt:
+        print(f"  prompt registered as {summary.registered_prompt}")
     if config.mlflow.enabled:
         print(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at "
               f"{config.mlflow.tracking_uri}")

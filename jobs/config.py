@@ -77,6 +77,15 @@ class PromptRef(StrictModel):
     version: str = Field("v2", description="Prompt version label in `dir`, e.g. v2.")
     name: str | None = Field(None, description="Prompt name when several share a version.")
     dir: str = Field(DEFAULT_PROMPT_DIR, description="Folder of prompt YAML files.")
+    uri: str | None = Field(
+        None, pattern=r"^prompts:/[^/@]+(/[0-9]+|@[A-Za-z0-9_-]+)$",
+        description="Load from MLflow's Prompt Registry instead (prompts:/candid-describe/3 or "
+        "prompts:/candid-describe@production); `version`, `name` and `dir` are then ignored.",
+    )
+    register: bool = Field(
+        True, description="Register the prompt in MLflow's Prompt Registry on each run (same "
+        "content reuses its registry version).",
+    )
 
 
 class SourceColumnSettings(StrictModel):
@@ -128,12 +137,30 @@ class DescribeConfig(StrictModel):
     )
     spark: SparkSettings = Field(default_factory=SparkSettings, description="SparkSession.")
     mlflow: TrackingSettings = Field(default_factory=TrackingSettings, description="MLflow.")
+    max_flag_rate: dict[str, float] = Field(
+        default_factory=dict,
+        description="Guardrail id -> highest acceptable share of this run's ok outputs with that "
+        "flag (0-1). Above it the job exits non-zero after writing results, listing examples.",
+    )
     engine_factory: str = Field(
         DEFAULT_FACTORY, description="Advanced: 'module:function' that builds the engine."
     )
     run_name: str | None = Field(None, description="MLflow run name; default derived.")
 
     _absolute_tables = field_validator("input_table", "results_table")(absolute_table_ref)
+
+    @field_validator("max_flag_rate")
+    @classmethod
+    def _known_flags_and_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        from udfs.guardrails import GUARDRAILS
+
+        unknown = sorted(set(value) - set(GUARDRAILS))
+        if unknown:
+            raise ValueError(f"unknown guardrail id(s) {unknown}; known: {sorted(GUARDRAILS)}")
+        out_of_range = {k: v for k, v in value.items() if not 0.0 <= v <= 1.0}
+        if out_of_range:
+            raise ValueError(f"rates must be within [0, 1], got {out_of_range}")
+        return value
 
 
 class IngestConfig(StrictModel):

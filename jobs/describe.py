@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from jobs.config import DescribeConfig, PromptRef
+from jobs.config import ConfigError, DescribeConfig
 from jobs.delta_io import delta_table, latest_version, read_table
 from jobs import results as results_io
 from jobs.tracking import RunTracker, redact
+from udfs import guardrails
 from udfs.describe import DescribeTask, result_schema_ddl
+from udfs.outputs import structured_columns
 from udfs.prompts import PromptSpec, find_prompt
 from udfs.spark_udf import make_describe_fn
 
@@ -55,6 +57,7 @@ class DescribeSummary:
     flag_counts: dict[str, int] = field(default_factory=dict)
     tracking_failures: list[str] = field(default_factory=list)
     table_status_counts: dict[str, int] = field(default_factory=dict)
+    registered_prompt: str | None = None
 
     @property
     def rows_ok(self) -> int:
@@ -65,8 +68,30 @@ class DescribeSummary:
         return self.rows_processed / self.seconds if self.seconds > 0 else 0.0
 
 
-def resolve_prompt(ref: PromptRef) -> PromptSpec:
-    return find_prompt(ref.dir, ref.version, ref.name)
+class FlagRateExceeded(RuntimeError):
+    """Guardrail flag rates above ``max_flag_rate``; raised after the results are written."""
+
+
+def resolve_prompt(config: DescribeConfig) -> PromptSpec:
+    """The prompt spec the config names, checked against the guardrail registry.
+
+    Raises:
+        ConfigError: the prompt cannot be found or names guardrails that cannot work.
+    """
+    ref = config.prompt
+    try:
+        if ref.uri:
+            from jobs.prompt_registry import load_registered_prompt
+
+            prompt = load_registered_prompt(ref.uri, config.mlflow.tracking_uri)
+        else:
+            prompt = find_prompt(ref.dir, ref.version, ref.name)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"prompt: {err}") from err
+    problems = guardrails.check_prompt(prompt)
+    if problems:
+        raise ConfigError(f"prompt {prompt.key}: " + "; ".join(problems))
+    return prompt
 
 
 def build_task(config: DescribeConfig, prompt: PromptSpec, run_id: str) -> DescribeTask:
@@ -100,14 +125,22 @@ def pending_rows(
     )
 
 
-def run_describe(config: DescribeConfig, spark: "SparkSession") -> DescribeSummary:
-    """Describe every pending input row and commit results chunk by chunk."""
+def run_describe(
+    config: DescribeConfig, spark: "SparkSession", prompt: PromptSpec | None = None
+) -> DescribeSummary:
+    """Describe every pending input row and commit results chunk by chunk.
+
+    Raises:
+        FlagRateExceeded: guardrail rates above ``config.max_flag_rate`` (results are written).
+        TrackingError: MLflow failed and ``mlflow.on_error`` is ``fail`` (results are written).
+    """
     from pyspark.sql import functions as F
 
-    prompt = resolve_prompt(config.prompt)
+    prompt = prompt or resolve_prompt(config)
     tracker = RunTracker(config.mlflow)
     run_name = config.run_name or f"{prompt.key} {config.engine.recorded_model_id}"
     run_id = tracker.start(run_name, tags={"candid.job": "describe", "candid.prompt": prompt.key})
+    registered = tracker.register_prompt(prompt) if config.prompt.register else None
     task = build_task(config, prompt, run_id)
     staging = results_io.ensure_tables(spark, config.results_table)
     input_version = latest_version(spark, config.input_table)
@@ -142,10 +175,38 @@ def run_describe(config: DescribeConfig, spark: "SparkSession") -> DescribeSumma
         write_source_column(spark, config, prompt)
     summary.seconds = time.perf_counter() - started
     summary.table_status_counts = result_status_counts(spark, config, prompt)
+    summary.registered_prompt = registered.uri if registered else None
     log_run(tracker, config, prompt, summary, sample)
     summary.tracking_failures = list(tracker.failures)
     tracker.raise_for_failures()
+    check_flag_rates(spark, config, summary)
     return summary
+
+
+def flag_rates(summary: DescribeSummary) -> dict[str, float]:
+    """Share of this run's ok outputs that carry each flag."""
+    ok = summary.rows_ok
+    return {flag: count / ok for flag, count in summary.flag_counts.items()} if ok else {}
+
+
+def check_flag_rates(spark: "SparkSession", config: DescribeConfig, summary: DescribeSummary) -> None:
+    """Raise ``FlagRateExceeded`` naming each flag over its limit, with example rows."""
+    from pyspark.sql import functions as F
+
+    rates = flag_rates(summary)
+    over = guardrails.check_thresholds(rates, config.max_flag_rate)
+    if not over:
+        return
+    lines = [f"guardrail flag rates over max_flag_rate in run {summary.run_id} "
+             f"(results are written to {config.results_table}):"]
+    rows = delta_table(spark, config.results_table).toDF().where(F.col("run_id") == summary.run_id)
+    for flag in over:
+        lines.append(f"  {flag}: {rates[flag]:.1%} > {config.max_flag_rate[flag]:.1%}")
+        examples = rows.where(F.array_contains("guardrail_flags", flag)).limit(3).collect()
+        for example in examples:
+            text = (example["description"] or "").replace("\n", " ")[:120]
+            lines.append(f"    e.g. {example['image_id']} ({example['path']}): {text!r}")
+    raise FlagRateExceeded("\n".join(lines))
 
 
 def _process_chunk(
@@ -161,6 +222,11 @@ def _process_chunk(
         .withColumn("written_at", F.current_timestamp())
         .withColumn("chunk", F.lit(chunk).cast("int"))
     )
+    schema = task.prompt.output.json_schema
+    if task.prompt.output.mode == "json" and schema:
+        # Typed view of the JSON output; schema evolution adds it to the tables on first use.
+        ddl = ", ".join(f"`{name}` {kind}" for name, kind in structured_columns(schema))
+        described = described.withColumn("structured", F.from_json("structured_json", ddl))
     results_io.stage_chunk(described, staging, task.run_id, chunk)
     staged = results_io.read_staged(spark, staging, task.run_id, chunk)
     counts = {r["status"]: r["count"] for r in staged.groupBy("status").count().collect()}
@@ -224,9 +290,9 @@ def log_run(
         "prompt_hash": summary.prompt_hash, "input_table": config.input_table,
         "input_version": summary.input_version, "results_table": config.results_table,
         "batch_size": config.batch_size, "chunk_size": config.chunk_size,
+        "prompt_registry_uri": summary.registered_prompt or "",
         **{f"sampling.{k}": v for k, v in sampling.model_dump().items()},
     })
-    processed = max(summary.rows_processed, 1)
     metrics = {
         "rows_in": summary.rows_in, "rows_pending": summary.rows_pending,
         "rows_processed": summary.rows_processed, "rows_ok": summary.rows_ok,
@@ -234,7 +300,7 @@ def log_run(
         "rows_recovered": summary.rows_recovered, "images_per_s": summary.images_per_s,
         "seconds": summary.seconds,
         **{f"status.{k}": v for k, v in summary.status_counts.items()},
-        **{f"flag_rate.{k}": v / processed for k, v in summary.flag_counts.items()},
+        **{f"flag_rate.{k}": v for k, v in flag_rates(summary).items()},
     }
     tracker.log_metrics(metrics)
     tracker.log_text(yaml.safe_dump(prompt.model_dump(mode="json"), sort_keys=False),

@@ -61,6 +61,8 @@ def stage_chunk(staged: "DataFrame", staging_table: str, run_id: str, chunk: int
     does). Replaces the partition, so a retried write leaves exactly one copy."""
     writer = (
         staged.write.format("delta").mode("overwrite")
+        # JSON-mode prompts add a typed `structured` column on first use.
+        .option("mergeSchema", "true")
         .option("replaceWhere", f"run_id = '{_sql_str(run_id)}' AND chunk = {int(chunk)}")
     )
     with_concurrency_retries(
@@ -91,6 +93,7 @@ def merge_staged(
             (
                 delta_table(spark, results_table).alias("t")
                 .merge(staged.alias("s"), condition)
+                .withSchemaEvolution()
                 .whenMatchedUpdateAll(condition="s.written_at > t.written_at")
                 .whenNotMatchedInsertAll()
                 .execute()

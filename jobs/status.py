@@ -31,7 +31,7 @@ class RunStatus:
 def read_status(spark: "SparkSession", config: DescribeConfig) -> RunStatus:
     from pyspark.sql import functions as F
 
-    prompt = resolve_prompt(config.prompt)
+    prompt = resolve_prompt(config)
     status = RunStatus(
         input_table=config.input_table, results_table=config.results_table,
         prompt=prompt.key, model=config.engine.recorded_model_id,

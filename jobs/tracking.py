@@ -109,6 +109,18 @@ class RunTracker:
         run = self._client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
         return run.info.run_id
 
+    def register_prompt(self, spec):
+        """Register the prompt in MLflow's Prompt Registry (reusing a same-content version);
+        None when tracking is off or failing."""
+        if self.run_id is None:
+            return None
+        from jobs.prompt_registry import register_prompt
+
+        return self._guard(
+            f"register prompt {spec.key}",
+            lambda: register_prompt(spec, self.settings.tracking_uri),
+        )
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 

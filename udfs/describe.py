@@ -8,6 +8,7 @@ exactly one result row, with ``status == "ok"`` or an error code and a message.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 from pydantic import Field
 
 from udfs import guardrails
+from udfs.outputs import parse_structured, to_row_values
 from udfs.engines.base import Engine, EngineDeadError, Generation
 from udfs.engines.cache import DEFAULT_FACTORY
 from udfs.images import STATUS_OK, PreparedImage, load_image
@@ -45,6 +47,9 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("completion_tokens", "INT"),
     ("latency_ms", "DOUBLE"),
     ("guardrail_flags", "ARRAY<STRING>"),
+    # JSON-mode prompts: the validated output, one key per schema property (udfs.outputs);
+    # the job turns it into a typed `structured` struct column.
+    ("structured_json", "STRING"),
     ("content_sha256", "STRING"),
     ("file_bytes", "BIGINT"),
     ("image_format", "STRING"),
@@ -226,8 +231,19 @@ def _result_row(
             guardrail_flags=guardrails.evaluate(
                 outcome.text, outcome.finish_reason, task.prompt
             ),
+            structured_json=_structured_json(outcome.text, task.prompt),
         )
     return {k: row[k] for k in RESULT_COLUMN_NAMES}
+
+
+def _structured_json(text: str, prompt: PromptSpec) -> str | None:
+    """The validated JSON-mode output as column values, or None (text mode, or invalid: the
+    invalid_json guardrail then says why not)."""
+    schema = prompt.output.json_schema
+    if prompt.output.mode != "json" or schema is None:
+        return None
+    parsed = parse_structured(text, schema)
+    return json.dumps(to_row_values(parsed.value, schema)) if parsed.ok else None
 
 
 def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

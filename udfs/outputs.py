@@ -89,7 +89,9 @@ def parse_structured(text: str, schema: dict[str, Any]) -> ParsedOutput:
     if not text.strip():
         return ParsedOutput(ok=False, error="empty output")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        # strict=False accepts raw control characters inside strings: grammar backends
+        # (xgrammar) can emit them, and the value is still unambiguous.
+        value = json.loads(text, parse_constant=_reject_constant, strict=False)
     except (json.JSONDecodeError, ValueError) as err:
         return ParsedOutput(ok=False, error=f"not valid JSON: {err}")
     except RecursionError:

@@ -123,6 +123,14 @@ class EngineSettings(StrictModel):
     enable_prefix_caching: bool = Field(
         True, description="vLLM: reuse the KV of the shared instruction prefix across images."
     )
+    structured_outputs_backend: Literal["xgrammar", "guidance"] = Field(
+        "xgrammar", description="vLLM JSON mode: the grammar backend that constrains decoding."
+    )
+    json_compact_whitespace: bool = Field(
+        True,
+        description="vLLM JSON mode: forbid optional whitespace in decoded JSON, so a model "
+        "cannot loop on blanks until max_tokens and leave the object unclosed.",
+    )
     seed: int = Field(0, description="Engine seed (weights are fixed; affects sampling only).")
     trust_remote_code: bool = Field(False, description="Passed to the model loaders.")
     quiet: bool = Field(True, description="Lower vLLM's log level so real errors stay readable.")

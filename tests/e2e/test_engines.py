@@ -51,3 +51,14 @@ def test_one_bad_request_does_not_fail_the_batch(vllm_engine, prepared_samples):
     assert isinstance(results[1], Exception), results[1]
     assert "Qwen2VLProcessor" in str(results[1])
     assert not isinstance(results[0], Exception) and not isinstance(results[2], Exception)
+
+
+def test_json_mode_is_constrained_by_the_schema_even_for_a_random_model(vllm_engine, prepared_samples):
+    from udfs.outputs import parse_structured
+
+    prompt = find_prompt(PROMPTS, "v3")
+    outputs = vllm_engine.generate(prepared_samples[:4], prompt, prompt.sampling)
+    parsed = [parse_structured(o.text, prompt.output.json_schema) for o in outputs]
+    assert all(p.ok for p in parsed), [(o.finish_reason, p.error, o.text[-80:]) for o, p in zip(outputs, parsed)]
+    assert all(o.finish_reason == "stop" for o in outputs)
+    assert {p.value["confidence"] for p in parsed} <= {"high", "medium", "low"}

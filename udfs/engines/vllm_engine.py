@@ -63,6 +63,12 @@ class VllmEngine(Engine):
                 }
             },
             "disable_log_stats": True,
+            # JSON's free whitespace lets a weak or confused model emit blanks until max_tokens
+            # and never close the object. vLLM 0.32 honours this only at engine level.
+            "structured_outputs_config": {
+                "backend": settings.structured_outputs_backend,
+                "disable_any_whitespace": settings.json_compact_whitespace,
+            },
         }
         if settings.kv_cache_memory_bytes is not None:
             kwargs["kv_cache_memory_bytes"] = settings.kv_cache_memory_bytes
