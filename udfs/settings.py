@@ -13,13 +13,18 @@ from typing import Literal
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Qwen2-VL merges 2x2 patches of 14 px: every side must be a multiple of 28 px.
 QWEN_PATCH_FACTOR = 28
 # Qwen2-VL-Instruct's processor defaults (min 4 visual tokens, max 16384).
 QWEN_DEFAULT_MIN_PIXELS = 4 * 28 * 28
 QWEN_DEFAULT_MAX_PIXELS = 16384 * 28 * 28
+
+
+# Pillow refuses (DecompressionBombError) images over twice its process-wide MAX_IMAGE_PIXELS
+# before our own budget is consulted; a budget above that would never be reached.
+PILLOW_HARD_PIXEL_LIMIT = 2 * 89_478_485
 
 
 class StrictModel(BaseModel):
@@ -62,7 +67,7 @@ class ImageSettings(StrictModel):
         "Caps visual tokens per image at max_pixels / 784; 512 tokens suits thumbnails.",
     )
     max_decoded_pixels: int = Field(
-        64_000_000, ge=1,
+        64_000_000, ge=1, le=PILLOW_HARD_PIXEL_LIMIT,
         description="Decompression-bomb budget: images whose header declares more pixels are "
         "rejected before decoding (per call, without touching Pillow's process-wide limit).",
     )
@@ -86,6 +91,14 @@ class ImageSettings(StrictModel):
         description="Images whose Laplacian variance (grayscale, 0-255) is below this are "
         "low-visibility (blurry or flat).",
     )
+
+    @model_validator(mode="after")
+    def _pixel_bounds_ordered(self) -> "ImageSettings":
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(
+                f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})"
+            )
+        return self
 
 
 class EngineSettings(StrictModel):

@@ -59,3 +59,11 @@ def test_cluster_example_config_validates():
     config = load_config(DescribeConfig, REPO / "conf" / "cluster-example.yaml")
     assert config.engine.model == "Qwen/Qwen2-VL-7B-Instruct"
     assert config.engine.dtype == "bfloat16"
+
+
+def test_image_pixel_bounds_are_checked():
+    with pytest.raises(ConfigError, match="min_pixels .* must not exceed max_pixels"):
+        load_config(DescribeConfig, REPO / "conf" / "demo.yaml",
+                    ["images.min_pixels=300000", "images.max_pixels=200000"])
+    with pytest.raises(ConfigError, match="images.max_decoded_pixels"):
+        load_config(DescribeConfig, REPO / "conf" / "demo.yaml", ["images.max_decoded_pixels=999999999"])
