@@ -85,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="done / failed / pending rows, from Delta alone")
     _add_config_args(status)
+
+    compare = sub.add_parser(
+        "compare", help="canary A/B: prompt versions side by side on a stratified sample"
+    )
+    _add_config_args(compare)
+    compare.add_argument("--prompts", required=True, help="comma-separated versions, e.g. v1,v2,v3")
+    compare.add_argument("--sample", type=int, default=200, help="about this many images")
+    compare.add_argument("--out", default="build/compare", help="folder for tables and the page")
+    compare.add_argument("--seed", type=int, default=0, help="sample seed")
+
+    review = sub.add_parser("review", help="offline HTML review page of a describe run")
+    _add_config_args(review)
+    review.add_argument("--run-id", help="MLflow run id of the describe run (else: the "
+                        "config's prompt version and model)")
+    review.add_argument("--limit", type=int, default=200, help="images shown at most")
+    review.add_argument("--out", help="HTML file to write (default build/reviews/<run>.html)")
     return parser
 
 
@@ -150,6 +166,45 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    config = load_config(DescribeConfig, args.config, args.overrides)
+    versions = [v.strip() for v in args.prompts.split(",") if v.strip()]
+    if len(versions) < 2 or args.sample < 1:
+        raise ConfigError("--prompts needs at least two versions and --sample at least 1")
+    prepare_process_env()
+    from jobs.compare import run_compare
+    from jobs.describe import resolve_prompt
+    from jobs.config import PromptRef
+    from jobs.spark_session import build_spark
+
+    for version in versions:  # every prompt checked before Spark starts
+        resolve_prompt(config.model_copy(update={"prompt": PromptRef(version=version, dir=config.prompt.dir)}))
+    summary = run_compare(config, versions, args.sample, args.out, build_spark(config.spark), args.seed)
+    print(f"compared {', '.join(versions)} on {summary.sample_rows} sampled images")
+    for key, figures in summary.per_prompt.items():
+        rates = ", ".join(f"{k}={v:.0%}" for k, v in sorted(figures["flag_rates"].items())) or "none"
+        print(f"  {key} (hash {figures['prompt_hash']}): ok {figures['ok']}/{figures['rows']}; flags: {rates}")
+    print(f"side-by-side table: {summary.out_dir}/side_by_side")
+    print(f"review page: {summary.html_path}")
+    print(f"MLflow run: {summary.run_id}")
+    return 0
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    config = load_config(DescribeConfig, args.config, args.overrides)
+    prepare_process_env()
+    from jobs.review import run_review
+    from jobs.spark_session import build_spark
+
+    try:
+        path, shown = run_review(build_spark(config.spark), config, args.run_id, args.limit, args.out)
+    except ValueError as err:
+        print(f"candid review: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"review page ({shown} images): {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     tables = workdir / "tables"
@@ -207,6 +262,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": _cmd_ingest,
     "describe": _cmd_describe,
     "status": _cmd_status,
+    "compare": _cmd_compare,
+    "review": _cmd_review,
 }
 
 
