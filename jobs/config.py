@@ -82,7 +82,7 @@ class PromptRef(StrictModel):
         description="Load from MLflow's Prompt Registry instead (prompts:/candid-describe/3 or "
         "prompts:/candid-describe@production); `version`, `name` and `dir` are then ignored.",
     )
-    register: bool = Field(
+    register_in_mlflow: bool = Field(
         True, description="Register the prompt in MLflow's Prompt Registry on each run (same "
         "content reuses its registry version).",
     )
@@ -169,6 +169,14 @@ class IngestConfig(StrictModel):
     source: str = Field(..., description="Folder of images, or a manifest (.txt/.csv/.jsonl).")
     table: str = Field(..., description="Input Delta table (path or metastore name).")
     recursive: bool = Field(True, description="Descend into sub-folders of `source`.")
+    hash_content: bool = Field(
+        True,
+        description="Read every new file once on the executors and store its sha256, so the "
+        "describe job describes identical images once. Costs one read of the data at ingest.",
+    )
+    max_file_bytes: int = Field(
+        50_000_000, ge=1, description="Files larger than this get no content hash."
+    )
     extensions: list[str] = Field(
         default_factory=lambda: [".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"],
         description="File endings taken from a folder (case-insensitive); manifests take all.",

@@ -22,6 +22,7 @@ import yaml
 
 from jobs.config import ConfigError, DescribeConfig
 from jobs.delta_io import delta_table, latest_version, read_table
+from jobs import dedup
 from jobs import results as results_io
 from jobs.tracking import RunTracker, redact
 from udfs import guardrails
@@ -51,6 +52,7 @@ class DescribeSummary:
     rows_pending: int = 0
     rows_processed: int = 0
     rows_recovered: int = 0
+    rows_reused: int = 0
     chunks: int = 0
     seconds: float = 0.0
     status_counts: dict[str, int] = field(default_factory=dict)
@@ -103,24 +105,30 @@ def build_task(config: DescribeConfig, prompt: PromptSpec, run_id: str) -> Descr
 
 
 def pending_rows(
-    spark: "SparkSession", inputs: "DataFrame", config: DescribeConfig, prompt: PromptSpec
+    spark: "SparkSession", inputs: "DataFrame", config: DescribeConfig, prompt: PromptSpec,
+    results_version: int | None = None,
 ) -> "DataFrame":
     """Input rows without a final result for this (prompt, model), with their next attempt
-    number. Final: ``ok``, a non-retryable code, or retryable but out of attempts."""
+    number. Final: ``ok``, a non-retryable code, or retryable but out of attempts.
+
+    Pass ``results_version`` inside a run: the plan is then recomputed identically even after
+    the run's own commits (a recomputed cache must not drop rows that were just written)."""
     from pyspark.sql import functions as F
 
-    done = results_for(spark, config, prompt).select(
+    done = results_for(spark, config, prompt, results_version).select(
         "image_id", "status", F.col("attempts").alias("prev_attempts")
     )
     retryable = F.col("status").isin(config.retry_statuses) & (
         F.coalesce(F.col("prev_attempts"), F.lit(0)) < config.max_attempts
     )
+    extra = [c for c in inputs.columns if c not in ("image_id", "path")]
     return (
         inputs.join(done, "image_id", "left")
         .where(F.col("status").isNull() | retryable)
         .select(
             "image_id", "path",
             (F.coalesce(F.col("prev_attempts"), F.lit(0)) + 1).cast("int").alias("attempts"),
+            *extra,
         )
     )
 
@@ -134,53 +142,89 @@ def run_describe(
         FlagRateExceeded: guardrail rates above ``config.max_flag_rate`` (results are written).
         TrackingError: MLflow failed and ``mlflow.on_error`` is ``fail`` (results are written).
     """
-    from pyspark.sql import functions as F
-
     prompt = prompt or resolve_prompt(config)
     tracker = RunTracker(config.mlflow)
     run_name = config.run_name or f"{prompt.key} {config.engine.recorded_model_id}"
     run_id = tracker.start(run_name, tags={"candid.job": "describe", "candid.prompt": prompt.key})
-    registered = tracker.register_prompt(prompt) if config.prompt.register else None
-    task = build_task(config, prompt, run_id)
-    staging = results_io.ensure_tables(spark, config.results_table)
-    input_version = latest_version(spark, config.input_table)
+    registered = tracker.register_prompt(prompt) if config.prompt.register_in_mlflow else None
+    results_io.ensure_tables(spark, config.results_table)
     summary = DescribeSummary(
         run_id=run_id, results_table=config.results_table, input_table=config.input_table,
-        input_version=input_version, prompt=prompt.key, prompt_hash=prompt.content_hash(),
-        model=config.engine.recorded_model_id,
+        input_version=latest_version(spark, config.input_table), prompt=prompt.key,
+        prompt_hash=prompt.content_hash(), model=config.engine.recorded_model_id,
+        registered_prompt=registered.uri if registered else None,
     )
     started = time.perf_counter()
     summary.rows_recovered = results_io.recover_staged(spark, config.results_table)
-    inputs = read_table(spark, config.input_table, version=input_version).select("image_id", "path")
+    sample = _describe_pending(spark, config, build_task(config, prompt, run_id), summary, started)
+    if config.source_column.enabled:
+        write_source_column(spark, config, prompt)
+    summary.seconds = time.perf_counter() - started
+    summary.table_status_counts = result_status_counts(spark, config, prompt)
+    log_run(tracker, config, prompt, summary, sample, spark)
+    summary.tracking_failures = list(tracker.failures)
+    tracker.raise_for_failures()
+    check_flag_rates(spark, config, summary)
+    return summary
+
+
+def _describe_pending(
+    spark: "SparkSession", config: DescribeConfig, task: DescribeTask,
+    summary: DescribeSummary, started: float,
+) -> Any:
+    """Copy results for already-described content, process the rest in chunks, then fan the
+    representatives' results out to their duplicates. Returns a sample of staged rows."""
+    from pyspark.sql import functions as F
+
+    inputs = read_table(spark, config.input_table, version=summary.input_version)
+    inputs = inputs.select("image_id", "path", *[c for c in (dedup.HASH,) if c in inputs.columns])
     _check_unique_ids(inputs, config.input_table)
     summary.rows_in = inputs.count()
-    pending = pending_rows(spark, inputs, config, prompt).cache()
+    before = latest_version(spark, config.results_table)
+    pending = pending_rows(spark, inputs, config, task.prompt, before).cache()
     summary.rows_pending = pending.count()
-    summary.chunks = max(1, math.ceil(summary.rows_pending / config.chunk_size))
+    duplicates = None
+    if dedup.HASH in pending.columns and summary.rows_pending:
+        donors = results_for(spark, config, task.prompt, before).where(F.col("status") == "ok")
+        _add_reused(summary, dedup.copy_from_donors(
+            spark, donors, pending, config.results_table, task.run_id, dedup.REUSE_CHUNK))
+        reused = results_for(spark, config, task.prompt, latest_version(spark, config.results_table))
+        remaining = pending.join(
+            reused.where(F.col("run_id") == task.run_id), "image_id", "left_anti"
+        )
+        pending, duplicates = dedup.split_representatives(remaining)
+    chunks = _chunks_of(pending, config.chunk_size, summary)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
     sample = None
-    with_chunk = pending.withColumn(
-        "chunk", F.pmod(F.xxhash64("image_id"), F.lit(summary.chunks)).cast("int")
-    )
-    for chunk in range(summary.chunks if summary.rows_pending else 0):
-        rows = with_chunk.where(F.col("chunk") == chunk).drop("chunk")
-        counts, flags, chunk_sample = _process_chunk(spark, config, task, rows, staging, chunk)
+    for chunk, rows in enumerate(chunks):
+        counts, flags, chunk_sample = _process_chunk(spark, config, task, rows, config.results_table, chunk)
         _add_counts(summary.status_counts, counts)
         _add_counts(summary.flag_counts, flags)
         summary.rows_processed += sum(counts.values())
         sample = sample if sample is not None else chunk_sample
         _log_progress(summary, chunk, started)
-    pending.unpersist()
-    if config.source_column.enabled:
-        write_source_column(spark, config, prompt)
-    summary.seconds = time.perf_counter() - started
-    summary.table_status_counts = result_status_counts(spark, config, prompt)
-    summary.registered_prompt = registered.uri if registered else None
-    log_run(tracker, config, prompt, summary, sample)
-    summary.tracking_failures = list(tracker.failures)
-    tracker.raise_for_failures()
-    check_flag_rates(spark, config, summary)
-    return summary
+    if duplicates is not None:
+        donors = results_for(spark, config, task.prompt)
+        _add_reused(summary, dedup.copy_from_donors(
+            spark, donors, duplicates, config.results_table, task.run_id, dedup.FANOUT_CHUNK))
+    return sample
+
+
+def _chunks_of(pending: "DataFrame", chunk_size: int, summary: DescribeSummary) -> list["DataFrame"]:
+    """Deterministic chunks by a hash of image_id: the same rows land in the same chunk."""
+    from pyspark.sql import functions as F
+
+    count = pending.count()
+    summary.chunks = max(1, math.ceil(count / chunk_size)) if count else 0
+    if not count:
+        return []
+    keyed = pending.withColumn("_chunk", F.pmod(F.xxhash64("image_id"), F.lit(summary.chunks)))
+    return [keyed.where(F.col("_chunk") == c).drop("_chunk") for c in range(summary.chunks)]
+
+
+def _add_reused(summary: DescribeSummary, counts: dict[str, int]) -> None:
+    _add_counts(summary.status_counts, counts)
+    summary.rows_reused += sum(counts.values())
 
 
 def flag_rates(summary: DescribeSummary) -> dict[str, float]:
@@ -211,13 +255,16 @@ def check_flag_rates(spark: "SparkSession", config: DescribeConfig, summary: Des
 
 def _process_chunk(
     spark: "SparkSession", config: DescribeConfig, task: DescribeTask, rows: "DataFrame",
-    staging: str, chunk: int,
+    results_table: str, chunk: int,
 ) -> tuple[dict[str, int], dict[str, int], Any]:
+    """Run the engine on one chunk (once: the staging write is the only action that does),
+    then MERGE the staged rows and clear them."""
     from pyspark.sql import functions as F
 
+    staging = results_io.staging_table_for(results_table)
     partitions = config.partitions or spark.sparkContext.defaultParallelism
     described = (
-        rows.repartition(partitions, "image_id")
+        rows.select("image_id", "path", "attempts").repartition(partitions, "image_id")
         .mapInPandas(make_describe_fn(task), schema=result_schema_ddl())
         .withColumn("written_at", F.current_timestamp())
         .withColumn("chunk", F.lit(chunk).cast("int"))
@@ -240,11 +287,14 @@ def _process_chunk(
     return counts, flags, sample
 
 
-def results_for(spark: "SparkSession", config: DescribeConfig, prompt: PromptSpec) -> "DataFrame":
-    """This prompt version's and model's rows in the results table."""
+def results_for(
+    spark: "SparkSession", config: DescribeConfig, prompt: PromptSpec, version: int | None = None
+) -> "DataFrame":
+    """This prompt version's and model's rows in the results table (at a fixed Delta version
+    when given: a plan that must not change while the job writes to the table)."""
     from pyspark.sql import functions as F
 
-    return delta_table(spark, config.results_table).toDF().where(
+    return read_table(spark, config.results_table, version).where(
         (F.col("prompt_name") == prompt.name)
         & (F.col("prompt_version") == prompt.version)
         & (F.col("model") == config.engine.recorded_model_id)
@@ -280,7 +330,7 @@ def write_source_column(spark: "SparkSession", config: DescribeConfig, prompt: P
 
 def log_run(
     tracker: RunTracker, config: DescribeConfig, prompt: PromptSpec, summary: DescribeSummary,
-    sample: Any,
+    sample: Any, spark: "SparkSession",
 ) -> None:
     """Everything goes to MLflow after the Delta commits, from the driver."""
     sampling = config.sampling or prompt.sampling
@@ -297,7 +347,7 @@ def log_run(
         "rows_in": summary.rows_in, "rows_pending": summary.rows_pending,
         "rows_processed": summary.rows_processed, "rows_ok": summary.rows_ok,
         "rows_error": summary.rows_processed - summary.rows_ok,
-        "rows_recovered": summary.rows_recovered, "images_per_s": summary.images_per_s,
+        "rows_recovered": summary.rows_recovered, "rows_reused": summary.rows_reused, "images_per_s": summary.images_per_s,
         "seconds": summary.seconds,
         **{f"status.{k}": v for k, v in summary.status_counts.items()},
         **{f"flag_rate.{k}": v for k, v in flag_rates(summary).items()},
@@ -310,6 +360,8 @@ def log_run(
         yaml.safe_dump(redact(config.model_dump(mode="json")), sort_keys=False), "config.yaml"
     )
     tracker.log_text(json.dumps(asdict(summary), indent=2, default=str), "summary.json")
+    spark_conf = dict(spark.sparkContext.getConf().getAll())
+    tracker.log_text(json.dumps(redact(spark_conf), indent=2, sort_keys=True), "spark_conf.json")
     if sample is not None and len(sample):
         tracker.log_table(_loggable(sample), "samples/outputs.json")
     tracker.finish("FINISHED")

@@ -22,7 +22,10 @@ from udfs.sources import local_path, url_scheme
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-INPUT_SCHEMA_DDL = "image_id STRING NOT NULL, path STRING NOT NULL, source STRING, ingested_at TIMESTAMP"
+INPUT_SCHEMA_DDL = (
+    "image_id STRING NOT NULL, path STRING NOT NULL, source STRING, ingested_at TIMESTAMP, "
+    "content_sha256 STRING"
+)
 MANIFEST_SUFFIXES = {".txt", ".csv", ".jsonl"}
 
 
@@ -134,10 +137,25 @@ def run_ingest(config: IngestConfig, spark: "SparkSession") -> IngestSummary:
     create_table_if_missing(spark, config.table, INPUT_SCHEMA_DDL)
     # Counted, not read from the MERGE's metrics: a MERGE that inserts nothing commits nothing.
     before = delta_table(spark, config.table).toDF().count()
-    rows = spark.createDataFrame(pairs, "image_id STRING, path STRING").select(
+    rows = spark.createDataFrame(pairs, "image_id STRING, path STRING")
+    if config.hash_content and "content_sha256" in delta_table(spark, config.table).toDF().columns:
+        # Read on the executors: the describe job describes identical bytes once.
+        from functools import partial
+
+        from udfs.spark_udf import hash_partition
+
+        rows = rows.repartition(max(1, spark.sparkContext.defaultParallelism), "image_id").mapInPandas(
+            partial(hash_partition, max_bytes=config.max_file_bytes),
+            "image_id STRING, path STRING, content_sha256 STRING",
+        )
+    rows = rows.select(
         "image_id", "path", F.lit(config.source).alias("source"),
         F.current_timestamp().alias("ingested_at"),
+        *(["content_sha256"] if "content_sha256" in rows.columns else []),
     )
+    # The MERGE reads its source twice; cache it so each file is hashed once.
+    rows = rows.cache()
+    rows.count()
     (
         delta_table(spark, config.table).alias("t")
         .merge(rows.alias("s"), "t.image_id = s.image_id")
@@ -145,6 +163,7 @@ def run_ingest(config: IngestConfig, spark: "SparkSession") -> IngestSummary:
         .whenNotMatchedInsert(values={c: f"s.{c}" for c in rows.columns})
         .execute()
     )
+    rows.unpersist()
     total = delta_table(spark, config.table).toDF().count()
     return IngestSummary(
         table=config.table, found=len(pairs), inserted=total - before, table_rows=total

@@ -37,6 +37,13 @@ RESULTS_SCHEMA_DDL = ", ".join(
 STAGING_SCHEMA_DDL = RESULTS_SCHEMA_DDL + ", `chunk` INT"
 STAGING_PARTITIONS = ("run_id", "chunk")
 TXN_APP_PREFIX = "candid-merge-"
+# Delta's optimistic-concurrency conflicts: another writer committed first; retrying is safe.
+DELTA_CONFLICTS = (
+    "DeltaConcurrentModificationException", "ConcurrentWriteException",
+    "MetadataChangedException", "ProtocolChangedException", "ConcurrentAppendException",
+    "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+)
 T = TypeVar("T")
 
 
@@ -50,9 +57,18 @@ def staging_table_for(results_table: str) -> str:
 
 
 def ensure_tables(spark: "SparkSession", results_table: str) -> str:
-    create_table_if_missing(spark, results_table, RESULTS_SCHEMA_DDL)
+    """Create the results and staging tables unless they exist; returns the staging table.
+    Two runs starting at once on a new table race to commit its first version: the loser gets
+    a Delta conflict, and its retry finds the table made."""
     staging = staging_table_for(results_table)
-    create_table_if_missing(spark, staging, STAGING_SCHEMA_DDL, STAGING_PARTITIONS)
+    with_concurrency_retries(
+        lambda: create_table_if_missing(spark, results_table, RESULTS_SCHEMA_DDL),
+        what=f"create {results_table}",
+    )
+    with_concurrency_retries(
+        lambda: create_table_if_missing(spark, staging, STAGING_SCHEMA_DDL, STAGING_PARTITIONS),
+        what=f"create {staging}",
+    )
     return staging
 
 
@@ -89,7 +105,10 @@ def merge_staged(
     condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in RESULT_KEYS)
 
     def merge() -> None:
-        with delta_txn(spark, f"{TXN_APP_PREFIX}{run_id}", chunk):
+        # One app id per staged partition: Delta skips a txnVersion that is not above the
+        # last one seen for an app id, so numbering the partitions of one app id would make
+        # any out-of-order merge (recovery, the dedup copies) silently skip.
+        with delta_txn(spark, f"{TXN_APP_PREFIX}{run_id}-{chunk}", 0):
             (
                 delta_table(spark, results_table).alias("t")
                 .merge(staged.alias("s"), condition)
@@ -170,11 +189,21 @@ def with_concurrency_retries(
 
 
 def _is_concurrent_modification(err: BaseException) -> bool:
+    """True for Delta's commit conflicts. In delta-spark's Python API they share no base class
+    (``ConcurrentAppendException`` is *not* a ``DeltaConcurrentModificationException`` there,
+    unlike in Scala), so each is checked; the JVM class name is matched too, for a conflict
+    that reaches Python unconverted (a wrapped cause, Spark Connect)."""
     try:
-        from delta.exceptions import DeltaConcurrentModificationException
+        import delta.exceptions as delta_errors
     except ImportError:  # pragma: no cover
-        return False
-    return isinstance(err, DeltaConcurrentModificationException)
+        delta_errors = None
+    classes = tuple(
+        getattr(delta_errors, name) for name in DELTA_CONFLICTS if hasattr(delta_errors, name)
+    )
+    if classes and isinstance(err, classes):
+        return True
+    text = f"{type(err).__name__}: {err}"
+    return any(f"io.delta.exceptions.{name}" in text for name in DELTA_CONFLICTS)
 
 
 def _sql_str(value: str) -> str:

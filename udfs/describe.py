@@ -62,6 +62,8 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("visual_tokens", "INT"),
     ("low_visibility", "BOOLEAN"),
     ("attempts", "INT"),
+    # image_id whose result was copied to this row (identical bytes, see jobs/dedup.py).
+    ("reused_from", "STRING"),
     ("run_id", "STRING"),
 )
 RESULT_COLUMN_NAMES = tuple(name for name, _ in RESULT_COLUMNS)

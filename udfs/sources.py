@@ -200,3 +200,14 @@ def _read_fsspec(url: str, max_bytes: int) -> bytes:
         raise
     except Exception as err:  # noqa: BLE001 - filesystems raise their own types; keep the cause
         raise SourceError(READ_ERROR, f"{url}: {type(err).__name__}: {err}") from None
+
+
+def content_sha256(path: str, max_bytes: int) -> str | None:
+    """sha256 hex digest of the file's bytes, or None when it cannot be read (the describe
+    job reports the read error for that row; ingest only records that no hash is known)."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(read_bytes(path, max_bytes)).hexdigest()
+    except SourceError:
+        return None

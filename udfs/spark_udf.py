@@ -30,3 +30,12 @@ def describe_partition(batches: Iterator[pd.DataFrame], task: DescribeTask) -> I
 def make_describe_fn(task: DescribeTask) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """Bind ``task`` so the function can be handed to ``DataFrame.mapInPandas``."""
     return partial(describe_partition, task=task)
+
+
+def hash_partition(batches: Iterator[pd.DataFrame], max_bytes: int) -> Iterator[pd.DataFrame]:
+    """``mapInPandas`` function for ingest: adds ``content_sha256`` to (image_id, path) rows."""
+    from udfs.sources import content_sha256
+
+    for frame in batches:
+        hashes = [content_sha256(str(p), max_bytes) if p is not None else None for p in frame["path"]]
+        yield frame.assign(content_sha256=hashes)
