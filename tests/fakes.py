@@ -87,3 +87,17 @@ def make_dies_once_engine(settings: EngineSettings, image_settings: ImageSetting
 
 def make_always_dead_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
     return AlwaysDeadEngine(settings, image_settings)
+
+
+class ChattyEngine(FakeEngine):
+    """Writes the kind of fluent, rule-breaking text the guardrails exist for."""
+
+    def _describe(self, image) -> Generation:
+        return Generation(
+            text="This image shows three wooden chairs next to a table in the background.",
+            token_ids=(4, 5, 6), finish_reason="stop", prompt_tokens=7,
+        )
+
+
+def make_chatty_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
+    return ChattyEngine(settings, image_settings)
