@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="done / failed / pending rows, from Delta alone")
     _add_config_args(status)
 
+    submit = sub.add_parser(
+        "submit-args", help="print spark-submit options for a config's Spark settings, e.g. "
+        "spark-submit $(candid submit-args --config F) jobs/describe.py --config F",
+    )
+    _add_config_args(submit)
+
     compare = sub.add_parser(
         "compare", help="canary A/B: prompt versions side by side on a stratified sample"
     )
@@ -163,6 +169,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from jobs.status import format_status, read_status
 
     print(format_status(read_status(build_spark(config.spark), config)))
+    return 0
+
+
+def _cmd_submit_args(args: argparse.Namespace) -> int:
+    from jobs.spark_session import submit_args
+
+    config = load_config(DescribeConfig, args.config, args.overrides)
+    print(" ".join(submit_args(config.spark)))
     return 0
 
 
@@ -263,6 +277,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "describe": _cmd_describe,
     "status": _cmd_status,
     "compare": _cmd_compare,
+    "submit-args": _cmd_submit_args,
     "review": _cmd_review,
 }
 

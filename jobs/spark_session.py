@@ -61,3 +61,28 @@ def build_spark(settings: SparkSettings) -> "SparkSession":
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def delta_package() -> str:
+    """Maven coordinate of the Delta jar matching the installed pyspark and delta-spark."""
+    from importlib.metadata import version
+
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
+
+
+def submit_args(settings: SparkSettings) -> list[str]:
+    """``spark-submit`` options equivalent to ``build_spark(settings)``: under spark-submit the
+    JVM starts before our code runs, so static confs (Delta's extensions, executor env) and the
+    Delta package must be given on the command line. Values are not shell-quoted: meant for
+    ``spark-submit $(candid submit-args ...)`` with confs that contain no spaces."""
+    master, confs = spark_confs(settings)
+    args = ["--master", master] if master else []
+    if "spark.jars.packages" not in confs:
+        args += ["--packages", delta_package()]
+    for key, value in confs.items():
+        args += ["--conf", f"{key}={value}"]
+    args += ["--conf", f"spark.pyspark.python={sys.executable}"]
+    return args
