@@ -121,3 +121,36 @@ def test_attempts_column_passes_through(tmp_path):
     frame = _images(tmp_path, [(64, 64)] * 2).assign(attempts=[1, 3])
     out = describe_rows(frame, _task(), Provider(FakeEngine).get)
     assert list(out["attempts"]) == [1, 3]
+
+
+class JsonEngine(FakeEngine):
+    """Answers v3's schema for wide images and breaks it for tall ones, as an unconstrained
+    engine (transformers) can."""
+
+    def _describe(self, image):
+        from udfs.engines.base import Generation
+
+        if image.width >= image.height:
+            text = ('{"subject":"red square","colors":["red"],"count":"uncertain",'
+                    '"visible_features":[],"not_visible":["texture"],"confidence":"low"}')
+        else:
+            text = '{"subject": "red square", "colors": ['
+        return Generation(text=text, token_ids=(1,), finish_reason="stop", prompt_tokens=3)
+
+
+def test_json_prompts_get_structured_values_or_an_invalid_json_flag(tmp_path):
+    import json
+
+    prompt = find_prompt(PROMPTS, "v3")
+    task = DescribeTask(engine=EngineSettings(model="fake"), prompt=prompt,
+                        sampling=prompt.sampling, batch_size=4)
+    frame = _images(tmp_path, [(112, 56), (56, 112)])
+    out = describe_rows(frame, task, Provider(JsonEngine).get)
+    wide, tall = out.iloc[0], out.iloc[1]
+    assert json.loads(wide["structured_json"]) == {
+        "subject": "red square", "colors": '["red"]', "count": "uncertain",
+        "visible_features": [], "not_visible": ["texture"], "confidence": "low",
+    }
+    assert "invalid_json" not in wide["guardrail_flags"]
+    assert tall["structured_json"] is None and "invalid_json" in tall["guardrail_flags"]
+    assert (out["status"] == "ok").all()  # a bad output is a flag, not a failed row
