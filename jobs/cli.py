@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose)
     handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
     from jobs.describe import FlagRateExceeded
+    from jobs.results import ConcurrentWriteError
     from jobs.tracking import TrackingError
 
     try:
@@ -125,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except FlagRateExceeded as err:
         print(f"candid {args.command}: {err}", file=sys.stderr)
         return EXIT_FLAGS
+    except ConcurrentWriteError as err:
+        print(f"candid {args.command}: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except TrackingError as err:
         print(f"candid {args.command}: results were written, but {err}", file=sys.stderr)
         return EXIT_FAILED
@@ -263,9 +267,11 @@ def _print_describe_summary(summary, config: DescribeConfig) -> None:
     if summary.registered_prompt:
         print(f"  prompt registered as {summary.registered_prompt}")
     if config.mlflow.enabled:
-        print(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at "
-              f"{config.mlflow.tracking_uri}")
-        print(f"  browse: mlflow ui --backend-store-uri {config.mlflow.tracking_uri}")
+        from jobs.tracking import redact_text
+
+        uri = redact_text(config.mlflow.tracking_uri)
+        print(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")
+        print(f"  browse: mlflow ui --backend-store-uri {uri}")
     for failure in summary.tracking_failures:
         print(f"  WARNING: {failure}")
 

@@ -24,7 +24,7 @@ from jobs.config import ConfigError, DescribeConfig
 from jobs.delta_io import delta_table, latest_version, read_table
 from jobs import dedup
 from jobs import results as results_io
-from jobs.tracking import RunTracker, redact
+from jobs.tracking import RunTracker, redact, redact_text
 from udfs import guardrails
 from udfs.describe import DescribeTask, result_schema_ddl
 from udfs.outputs import structured_columns
@@ -155,10 +155,17 @@ def run_describe(
         registered_prompt=registered.uri if registered else None,
     )
     started = time.perf_counter()
-    summary.rows_recovered = results_io.recover_staged(spark, config.results_table)
-    sample = _describe_pending(spark, config, build_task(config, prompt, run_id), summary, started)
-    if config.source_column.enabled:
-        write_source_column(spark, config, prompt)
+    try:
+        summary.rows_recovered = results_io.recover_staged(spark, config.results_table)
+        sample = _describe_pending(
+            spark, config, build_task(config, prompt, run_id), summary, started
+        )
+        if config.source_column.enabled:
+            write_source_column(spark, config, prompt)
+    except BaseException:
+        # Committed chunks stay committed; the MLflow run must not stay RUNNING forever.
+        tracker.finish("FAILED")
+        raise
     summary.seconds = time.perf_counter() - started
     summary.table_status_counts = result_status_counts(spark, config, prompt)
     log_run(tracker, config, prompt, summary, sample, spark)
@@ -207,6 +214,7 @@ def _describe_pending(
         donors = results_for(spark, config, task.prompt)
         _add_reused(summary, dedup.copy_from_donors(
             spark, donors, duplicates, config.results_table, task.run_id, dedup.FANOUT_CHUNK))
+    pending.unpersist()
     return sample
 
 
@@ -368,12 +376,14 @@ def log_run(
 
 
 def _loggable(frame):
+    """Sample rows as MLflow can store them: lists as JSON, text with URL credentials (signed
+    image URLs) redacted."""
     frame = frame.copy()
     for column in frame.columns:
         if frame[column].dtype == object:
             frame[column] = frame[column].map(
                 lambda v: json.dumps(list(v)) if hasattr(v, "__len__") and not isinstance(v, str)
-                else v
+                else redact_text(v) if isinstance(v, str) else v
             )
     frame["written_at"] = frame["written_at"].astype(str)
     return frame

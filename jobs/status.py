@@ -41,16 +41,18 @@ def read_status(spark: "SparkSession", config: DescribeConfig) -> RunStatus:
     if not table_exists(spark, config.results_table):
         status.pending = status.input_rows
         return status
+    this_run = (
+        (F.col("prompt_name") == prompt.name) & (F.col("prompt_version") == prompt.version)
+        & (F.col("model") == status.model)
+    )
     results = (
         read_table(spark, config.results_table)
         .join(inputs.select("image_id"), "image_id", "left_semi")
-        .where(
-            (F.col("prompt_name") == prompt.name) & (F.col("prompt_version") == prompt.version)
-            & (F.col("model") == status.model)
-        )
+        .where(this_run)
     )
+    # As in jobs.describe.pending_rows: a row without an attempts count has used none.
     retryable = F.col("status").isin(config.retry_statuses) & (
-        F.col("attempts") < config.max_attempts
+        F.coalesce(F.col("attempts"), F.lit(0)) < config.max_attempts
     )
     for row in results.groupBy("status", retryable.alias("retryable")).count().collect():
         if row["status"] == "ok":
@@ -61,7 +63,7 @@ def read_status(spark: "SparkSession", config: DescribeConfig) -> RunStatus:
     status.pending = pending_rows(spark, inputs, config, prompt).count()
     staging = staging_table_for(config.results_table)
     if table_exists(spark, staging):
-        status.staged_leftover = read_table(spark, staging).count()
+        status.staged_leftover = read_table(spark, staging).where(this_run).count()
     return status
 
 

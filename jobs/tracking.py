@@ -30,11 +30,18 @@ _SECRET_WORDS = frozenset({
 })
 _SECRET_PAIRS = frozenset({
     ("access", "key"), ("private", "key"), ("api", "key"), ("account", "key"),
-    ("storage", "key"), ("session", "key"), ("client", "secret"),
+    ("storage", "key"), ("session", "key"), ("client", "secret"), ("encryption", "key"),
+    ("shared", "key"), ("signing", "key"),
 })
 _KEY_WORDS = re.compile(r"[._\-\s/:]+|(?<=[a-z0-9])(?=[A-Z])")
 # user:password@ in URLs.
 _URL_USERINFO = re.compile(r"(?<=://)([^/@\s:]+):([^/@\s]+)@")
+# Credentials in URL query strings: signed URLs (Azure SAS sig=, S3/GCS X-*-Signature=), tokens.
+_URL_SECRET_PARAM = re.compile(
+    r"(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|"
+    r"x-goog-signature|x-goog-credential|token|access_token|api_key|apikey|password|secret)=)"
+    r"[^&#\s'\"]+"
+)
 MLFLOW_PARAM_MAX = 6000
 
 
@@ -50,19 +57,32 @@ def is_secret_key(key: str) -> bool:
     )
 
 
+def redact_text(text: str) -> str:
+    """``text`` with credentials in URLs replaced: ``user:password@`` and secret query
+    parameters (``?sig=...``). For free text such as error messages, which name URLs.
+
+    Example:
+        >>> redact_text("http://me:hunter2@mlflow:5000 failed")
+        'http://me:***redacted***@mlflow:5000 failed'
+    """
+    text = _URL_USERINFO.sub(rf"\1:{REDACTED}@", text)
+    return _URL_SECRET_PARAM.sub(rf"\1{REDACTED}", text)
+
+
 def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy with credential-looking values replaced, recursively."""
-    clean: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if is_secret_key(key):
-            clean[key] = REDACTED
-        elif isinstance(value, Mapping):
-            clean[key] = redact(value)
-        elif isinstance(value, str):
-            clean[key] = _URL_USERINFO.sub(rf"\1:{REDACTED}@", value)
-        else:
-            clean[key] = value
-    return clean
+    """A copy with credential-looking values replaced, recursively (mappings and lists)."""
+    return {key: REDACTED if is_secret_key(key) else _redact_value(value)
+            for key, value in mapping.items()}
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return redact(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact_value(item) for item in value)
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
 
 
 def local_run_id() -> str:
@@ -173,7 +193,8 @@ class RunTracker:
         try:
             return action()
         except Exception as err:  # noqa: BLE001 - any tracking failure is recorded, never lost
-            message = f"MLflow: could not {what}: {type(err).__name__}: {err}"
+            # Errors quote the tracking URI, which may carry user:password@.
+            message = redact_text(f"MLflow: could not {what}: {type(err).__name__}: {err}")
             self.failures.append(message)
             log.warning("!!! %s (results in Delta are unaffected)", message)
             return None

@@ -1,0 +1,70 @@
+"""Several describe runs at once on one results table (real Spark drivers in subprocesses, real
+Delta, a fake engine): Delta's optimistic concurrency plus ``jobs.results``' retries must keep
+exactly one row per (image, prompt version, model)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs.config import DescribeConfig, IngestConfig, load_config
+from jobs.delta_io import read_table
+from jobs.demo import make_sample_images
+from jobs.ingest import run_ingest
+from jobs.results import RESULT_KEYS
+from tests.resilience_fakes import engine_model, run_candid, start_candid, write_job_config
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark]
+IMAGES = 12
+# v1 and v2 at once (different keys, same table), and v2 twice (the same keys).
+RUNS = {"a": "v1", "b": "v2", "c": "v2"}
+CONFLICT_GAVE_UP = "another writer changed the table"
+
+
+def test_concurrent_runs_leave_exactly_one_row_per_key(spark, tmp_path):
+    make_sample_images(tmp_path / "img", count=IMAGES, seed=31)
+    barrier = tmp_path / "barrier"
+    configs = {
+        name: write_job_config(
+            tmp_path, name=f"{name}.yaml", prompt__version=version, chunk_size=6,
+            batch_size=2, partitions=1,  # two chunks per run; one Python worker per driver
+            # Each run's engines wait until every run has reached its engine, so the runs'
+            # chunks (and their MERGEs) overlap; model_id keeps the keys equal across runs.
+            engine__model=engine_model(barrier=barrier, parties=len(RUNS), name=name, sleep=0.2),
+        )
+        for name, version in RUNS.items()
+    }
+    config = load_config(DescribeConfig, configs["a"])
+    run_ingest(IngestConfig(source=str(tmp_path / "img"), table=config.input_table), spark)
+    # The results table does not exist yet: the runs also race to create it.
+    procs = {
+        name: start_candid(["describe", "--config", str(path)], tmp_path / f"{name}.log")
+        for name, path in configs.items()
+    }
+    deadline = time.monotonic() + 540
+    for proc in procs.values():
+        proc.wait(timeout=max(1, deadline - time.monotonic()))
+    logs = {name: (tmp_path / f"{name}.log").read_text() for name in RUNS}
+
+    assert {p.name for p in barrier.iterdir()} == set(RUNS)  # every run reached its engine
+    retried = sum(len(re.findall(r"concurrent write conflict, retry", log)) for log in logs.values())
+    outcome = {name: proc.returncode for name, proc in procs.items()}
+    print(f"exit codes {outcome}; conflict retries across the runs: {retried}")
+    for name, proc in procs.items():
+        if proc.returncode != 0:
+            # Allowed only as a clear conflict report after all retries; a rerun finishes it.
+            assert CONFLICT_GAVE_UP in logs[name], logs[name][-4000:]
+            assert "rerun the job to continue" in logs[name]
+            rerun = run_candid(["describe", "--config", str(configs[name])])
+            assert rerun.returncode == 0, rerun.stderr[-4000:]
+
+    results = read_table(spark, config.results_table)
+    assert results.count() == results.select(*RESULT_KEYS).distinct().count()
+    per_version = {r["prompt_version"]: r["count"] for r in results.groupBy("prompt_version").count().collect()}
+    assert per_version == {"v1": IMAGES, "v2": IMAGES}
+    assert {r.status for r in results.collect()} == {"ok"}
+    staging = Path(config.results_table + "_staging")
+    assert read_table(spark, str(staging)).count() == 0

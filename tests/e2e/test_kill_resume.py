@@ -1,0 +1,139 @@
+"""A describe driver killed mid-run, and a Spark task that fails after producing output: the
+results stay exactly-once (real Spark, real Delta, the CLI in subprocesses, fake engines)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs.config import DescribeConfig, IngestConfig, load_config
+from jobs.delta_io import read_table
+from jobs.demo import make_sample_images
+from jobs.ingest import run_ingest
+from jobs.results import RESULT_KEYS
+from tests.resilience_fakes import (
+    engine_model,
+    run_candid,
+    session_processes,
+    start_candid,
+    write_job_config,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark]
+IMAGES = 30
+
+
+def _prepare(spark, tmp_path: Path, count: int, seed: int, **overrides) -> tuple[Path, DescribeConfig]:
+    make_sample_images(tmp_path / "img", count=count, seed=seed)
+    config_file = write_job_config(tmp_path, **overrides)
+    config = load_config(DescribeConfig, config_file)
+    run_ingest(IngestConfig(source=str(tmp_path / "img"), table=config.input_table), spark)
+    return config_file, config
+
+
+def _merge_committed(table: Path) -> bool:
+    for commit in sorted((table / "_delta_log").glob("*.json")):
+        try:
+            actions = [json.loads(line) for line in commit.read_text().splitlines() if line]
+        except (OSError, ValueError):
+            continue  # not fully visible yet
+        if any(a.get("commitInfo", {}).get("operation") == "MERGE" for a in actions):
+            return True
+    return False
+
+
+def _kill_after_first_merge(proc: subprocess.Popen, table: Path, log: Path) -> None:
+    deadline = time.monotonic() + 400
+    while not _merge_committed(table):
+        if proc.poll() is not None:
+            pytest.fail(f"describe ended (rc {proc.returncode}) before a MERGE:\n"
+                        + log.read_text()[-3000:])
+        if time.monotonic() > deadline:
+            pytest.fail("no MERGE commit within 400 s:\n" + log.read_text()[-3000:])
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _stragglers(session_id: int, wait_s: float = 15.0) -> list[tuple[int, str, str]]:
+    deadline = time.monotonic() + wait_s
+    while (left := session_processes(session_id)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def test_killed_run_resumes_without_recomputing_committed_chunks(spark, tmp_path):
+    config_file, config = _prepare(
+        spark, tmp_path, IMAGES, seed=21, chunk_size=6, batch_size=2,
+        engine__model=engine_model(sleep=0.5),
+    )
+    args = ["describe", "--config", str(config_file)]
+    log = tmp_path / "killed.log"
+    killed = start_candid(args, log)
+    try:
+        _kill_after_first_merge(killed, Path(config.results_table), log)
+    finally:
+        if killed.poll() is None:
+            os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=60)
+    # The JVM, the pyspark daemon (its own process group) and its workers all go with it.
+    assert _stragglers(killed.pid) == []
+
+    before = {
+        r.image_id: (r.run_id, r.written_at)
+        for r in read_table(spark, config.results_table).collect()
+    }
+    assert 0 < len(before) < IMAGES, "the kill must land between the first and the last chunk"
+    killed_run_ids = {run_id for run_id, _ in before.values()}
+    assert len(killed_run_ids) == 1
+
+    rerun = run_candid(args)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    processed = int(re.search(r"processed now (\d+)", rerun.stdout).group(1))
+
+    results = read_table(spark, config.results_table)
+    final = {r.image_id: r for r in results.collect()}
+    assert len(final) == results.count() == IMAGES
+    assert results.select(*RESULT_KEYS).distinct().count() == IMAGES
+    input_ids = {r.image_id for r in read_table(spark, config.input_table).collect()}
+    assert set(final) == input_ids and {r.status for r in final.values()} == {"ok"}
+    # Committed rows were not recomputed: same run, same write time.
+    assert {k: (final[k].run_id, final[k].written_at) for k in before} == before
+    # The rerun described only what had no result yet (plus nothing else). Rows a staged-but-
+    # unmerged chunk held are recovered under the killed run's id, not recomputed.
+    from_killed_run = sum(1 for r in final.values() if r.run_id in killed_run_ids)
+    from_rerun = [r for r in final.values() if r.run_id not in killed_run_ids]
+    assert processed == len(from_rerun) == IMAGES - from_killed_run
+    assert len({r.run_id for r in from_rerun}) == 1
+    recovered = re.search(r"recovered (\d+) staged rows", rerun.stdout)
+    assert from_killed_run - len(before) <= (int(recovered.group(1)) if recovered else 0)
+
+
+def test_a_task_failing_after_its_first_batch_is_retried_without_duplicates(spark, tmp_path):
+    """``local[2,3]``: up to 3 attempts per task. One task dies after it has already handed
+    Spark a batch of results; the retried attempt must not leave that batch twice."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    config_file, config = _prepare(
+        spark, tmp_path, 12, seed=22, batch_size=2, partitions=2,
+        engine_factory="tests.resilience_fakes:make_fails_task_once_engine",
+        engine__model=engine_model(markers=markers),
+    )
+    done = run_candid(["describe", "--config", str(config_file), "--set", "spark.master=local[2,3]"])
+    assert done.returncode == 0, done.stderr[-4000:]
+    # The failure really happened, after a first batch, and failed the task attempt.
+    assert (markers / "first").exists() and (markers / "second").exists()
+    assert "engine failed fatally twice" in done.stderr
+    assert "statuses: ok=12" in done.stdout
+
+    results = read_table(spark, config.results_table)
+    ids = [r.image_id for r in results.collect()]
+    input_ids = {r.image_id for r in read_table(spark, config.input_table).collect()}
+    assert len(ids) == 12 and set(ids) == input_ids
+    assert results.select(*RESULT_KEYS).distinct().count() == 12

@@ -1,0 +1,204 @@
+"""Fakes and helpers for the resilience tests (kills, task retries, concurrent writers, MLflow
+outages). Executors import this module by name (``engine_factory="tests.resilience_fakes:..."``).
+
+A fake's behaviour is encoded in ``EngineSettings.model`` as ``key=value;key=value`` (a free
+string for fakes); set ``engine.model_id`` to a fixed name so that result keys do not depend on
+it. Cross-process state (which worker already failed) lives in marker files: Spark retries a
+failed task in a fresh Python worker, so nothing in memory survives.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.fakes import FakeEngine
+from udfs.engines.base import Engine, EngineDeadError, Generation
+from udfs.settings import EngineSettings, ImageSettings
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_PROFILE = REPO / "conf" / "spark" / "local.yaml"
+PROMPT_DIR = REPO / "conf" / "prompts"
+BARRIER_TIMEOUT_S = 120.0
+
+
+def engine_params(model: str) -> dict[str, str]:
+    """``"sleep=0.5;barrier=/tmp/b"`` -> ``{"sleep": "0.5", "barrier": "/tmp/b"}``."""
+    pairs = (item.partition("=") for item in model.split(";") if item.strip())
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def engine_model(**params: Any) -> str:
+    """The ``engine.model`` string for ``engine_params``."""
+    return ";".join(f"{key}={value}" for key, value in params.items())
+
+
+def claim(marker: Path, content: str = "") -> bool:
+    """Create ``marker`` atomically; True for exactly one caller across all processes."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    return True
+
+
+class ScriptedEngine(FakeEngine):
+    """A ``FakeEngine`` whose generate calls can be slowed down (``sleep`` seconds per call) and
+    held at a cross-process barrier (``barrier`` folder, ``parties`` runs, ``name`` of this run)
+    so that concurrent jobs reach their engine phase, and so their commits, at the same time."""
+
+    def __init__(self, settings: EngineSettings, image_settings: ImageSettings):
+        super().__init__(settings, image_settings)
+        self.params = engine_params(settings.model)
+        self.calls = 0
+
+    def generate(self, images, prompt, sampling) -> list[Generation]:
+        self.calls += 1
+        if "barrier" in self.params:
+            self._wait_at_barrier(Path(self.params["barrier"]))
+        time.sleep(float(self.params.get("sleep", 0)))
+        return super().generate(images, prompt, sampling)
+
+    def _wait_at_barrier(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / self.params.get("name", "run")).touch()
+        parties = int(self.params.get("parties", 2))
+        deadline = time.monotonic() + BARRIER_TIMEOUT_S
+        while len(list(folder.iterdir())) < parties and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+class FailsTaskOnceEngine(ScriptedEngine):
+    """Fails one Spark task once, after it has already produced output.
+
+    The first engine (across all processes) to reach its *second* generate call claims
+    ``markers/first`` and dies; the engine rebuilt in the same worker claims ``markers/second``
+    and dies too, so ``udfs.describe.generate_with_recovery`` fails the task ("engine failed
+    fatally twice"). Spark retries the task in a fresh worker, where both markers exist.
+    """
+
+    def generate(self, images, prompt, sampling) -> list[Generation]:
+        markers = Path(self.params["markers"])
+        pid = str(os.getpid())
+        if self.calls >= 1 and claim(markers / "first", pid):
+            raise EngineDeadError("fake engine died after its first batch")
+        first = markers / "first"
+        if first.exists() and first.read_text() == pid and claim(markers / "second", pid):
+            raise EngineDeadError("rebuilt fake engine died at once")
+        return super().generate(images, prompt, sampling)
+
+
+def make_scripted_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
+    return ScriptedEngine(settings, image_settings)
+
+
+def make_fails_task_once_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
+    return FailsTaskOnceEngine(settings, image_settings)
+
+
+# --- job configs and CLI runs shared by the subprocess tests ----------------------------------
+
+def write_job_config(tmp: Path, name: str = "job.yaml", **overrides: Any) -> Path:
+    """A describe YAML (the structure of conf/demo.yaml) with everything inside ``tmp``.
+
+    ``overrides`` use ``a__b=value`` for nested keys, like ``tests.conftest.describe_config``.
+    """
+    data: dict[str, Any] = {
+        "input_table": str(tmp / "images"),
+        "results_table": str(tmp / "results"),
+        "engine": {"backend": "vllm", "model": "sleep=0", "model_id": "fake/resilience"},
+        "images": {"max_pixels": 200704},
+        "prompt": {"version": "v2", "dir": str(PROMPT_DIR)},
+        "batch_size": 4,
+        "chunk_size": 1000,
+        "engine_factory": "tests.resilience_fakes:make_scripted_engine",
+        "spark": {
+            "profile": str(LOCAL_PROFILE),
+            "conf": {
+                "spark.sql.warehouse.dir": str(tmp / "warehouse"),
+                "spark.driver.extraJavaOptions": f"-Dderby.system.home={tmp / 'derby'}",
+            },
+        },
+        "mlflow": {
+            "enabled": False,
+            "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+            "artifact_location": str(tmp / "mlartifacts"),
+            "experiment": "candid-resilience",
+            "sample_rows": 3,
+        },
+    }
+    for key, value in overrides.items():
+        node = data
+        *parents, leaf = key.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    path = tmp / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def candid_env(**extra: str) -> dict[str, str]:
+    """The environment for a ``candid`` subprocess: executors must import ``tests.*``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+def candid_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jobs.cli", *args]
+
+
+def start_candid(
+    args: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``candid ARGS`` in its own session (so the whole tree can be killed), stdout and
+    stderr both into ``log``."""
+    handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 - closed by the child's exit
+    try:
+        return subprocess.Popen(
+            candid_command(*args), cwd=REPO, env=env or candid_env(), stdout=handle,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    finally:
+        handle.close()
+
+
+def run_candid(
+    args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 420
+) -> subprocess.CompletedProcess:
+    """Run ``candid ARGS`` to completion, capturing stdout and stderr separately."""
+    return subprocess.run(
+        candid_command(*args), cwd=REPO, env=env or candid_env(), capture_output=True,
+        text=True, timeout=timeout,
+    )
+
+
+def session_processes(session_id: int) -> list[tuple[int, str, str]]:
+    """(pid, state, command line) of every live process in session ``session_id``: a killed
+    tree's stragglers keep their session even when they are re-parented."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # Fields after the ")" that ends the command name: state ppid pgrp session ...
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == session_id and fields[0] != "Z":
+            found.append((int(entry.name), fields[0], cmdline.strip()))
+    return found

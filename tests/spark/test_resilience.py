@@ -1,0 +1,375 @@
+"""Resilience of the describe job on real Spark + Delta, with fake engines: poisoned rows, dying
+engines, Delta write conflicts, interrupted chunk protocols, MLflow outages, ``candid status``,
+and credentials kept out of everything a run leaves behind."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from jobs import results as results_io
+from jobs.cli import main as candid_main
+from jobs.config import DescribeConfig, IngestConfig, TrackingSettings, load_config
+from jobs.delta_io import read_table
+from jobs.demo import make_sample_images
+from jobs.describe import run_describe
+from jobs.ingest import run_ingest
+from jobs.results import RESULT_KEYS
+from jobs.tracking import REDACTED, RunTracker, redact
+from tests.conftest import describe_config
+from tests.fakes import POISON_RGB
+from tests.resilience_fakes import candid_env, run_candid, write_job_config
+
+pytestmark = pytest.mark.spark
+
+
+def _images(folder: Path, count: int, seed: int, poisoned: int = 0) -> list[Path]:
+    """``count`` sample images plus ``poisoned`` whole-magenta PNGs (each a different size, so
+    no two share their bytes); returns the poisoned."""
+    make_sample_images(folder, count=count, seed=seed)
+    bad = []
+    for index in range(poisoned):
+        path = folder / f"poison_{index}.png"
+        Image.new("RGB", (96 + 8 * index, 80), POISON_RGB).save(path)
+        bad.append(path.resolve())
+    return bad
+
+
+def _ingest(spark, config: DescribeConfig, folder: Path) -> None:
+    run_ingest(IngestConfig(source=str(folder), table=config.input_table), spark)
+
+
+def _key_count(spark, table: str) -> tuple[int, int]:
+    rows = read_table(spark, table)
+    return rows.count(), rows.select(*RESULT_KEYS).distinct().count()
+
+
+def test_poisoned_images_fail_alone_with_their_path(spark, tmp_path):
+    poisoned = _images(tmp_path / "img", count=8, seed=11, poisoned=2)
+    config = describe_config(
+        tmp_path, "poison", engine_factory="tests.fakes:make_poison_engine",
+        batch_size=4, mlflow__enabled=False,
+    )
+    _ingest(spark, config, tmp_path / "img")
+    summary = run_describe(config, spark)
+    rows = read_table(spark, config.results_table).collect()
+    assert summary.rows_in == len(rows) == 10 and summary.rows_processed == 10
+    failed = {r.path: r for r in rows if r.status != "ok"}
+    assert set(failed) == {str(p) for p in poisoned}
+    for path, row in failed.items():
+        assert row.status == "engine_error"
+        assert row.status_message.startswith(f"{path}: ValueError: poisoned image in batch")
+        assert row.description is None
+    # Bisection kept every healthy image that shared a batch with a poisoned one.
+    assert summary.status_counts == {"ok": 8, "engine_error": 2}
+    assert all(r.description.startswith("fake ") for r in rows if r.status == "ok")
+
+
+def test_an_engine_that_dies_once_is_rebuilt_and_every_row_is_ok(spark, tmp_path):
+    _images(tmp_path / "img", count=6, seed=12)
+    marker = tmp_path / "died"
+    config = describe_config(
+        tmp_path, str(marker), engine_factory="tests.fakes:make_dies_once_engine",
+        engine__model_id="fake/dies-once", partitions=1, mlflow__enabled=False,
+    )
+    _ingest(spark, config, tmp_path / "img")
+    summary = run_describe(config, spark)
+    assert marker.read_text() == "died once\n"  # it did die
+    rows = read_table(spark, config.results_table).collect()
+    assert summary.status_counts == {"ok": 6} and len(rows) == 6
+    # One task on one worker: every row came from the single rebuilt engine.
+    assert len({r.description.split(" by ")[1] for r in rows}) == 1
+
+
+def test_an_engine_that_stays_dead_fails_the_job_and_writes_nothing(spark, tmp_path):
+    _images(tmp_path / "img", count=4, seed=13)
+    config = describe_config(
+        tmp_path, "dead", engine_factory="tests.fakes:make_always_dead_engine",
+        partitions=1, mlflow__enabled=False,
+    )
+    _ingest(spark, config, tmp_path / "img")
+    with pytest.raises(Exception, match="engine failed fatally twice") as failure:
+        run_describe(config, spark)
+    assert "fake engine is dead" in str(failure.value)
+    assert read_table(spark, config.results_table).count() == 0
+    staging = results_io.staging_table_for(config.results_table)
+    assert read_table(spark, staging).count() == 0
+
+
+def _results_frame(
+    spark, run_id: str, ids: range, written_at: str = "2026-01-01 00:00:00",
+    model: str = "fake/protocol",
+):
+    """ok result rows of ``run_id`` with image ids ``str(i) for i in ids``, results schema."""
+    from datetime import datetime
+
+    from pyspark.sql.types import StructType
+
+    schema = StructType.fromDDL(results_io.RESULTS_SCHEMA_DDL)
+    values = {
+        "prompt_name": "describe", "prompt_version": "v2", "model": model,
+        "status": "ok", "run_id": run_id, "written_at": datetime.fromisoformat(written_at),
+    }
+    rows = [
+        tuple(str(i) if f.name == "image_id" else values.get(f.name) for f in schema.fields)
+        for i in ids
+    ]
+    return spark.createDataFrame(rows, schema)
+
+
+def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog):
+    """A MERGE whose table gains a file while it runs fails with Delta's
+    ConcurrentAppendException; ``merge_staged`` must retry it, not give up."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
+
+    table = str(tmp_path / "results")
+    results_io.ensure_tables(spark, table)
+    started, appended = tmp_path / "merge-started", tmp_path / "appended"
+
+    def hold(value: str) -> str:
+        # Runs in the Python worker while the MERGE executes (its snapshot is taken).
+        started.touch()
+        deadline = time.monotonic() + 60
+        while not appended.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return value
+
+    slow = F.udf(hold, StringType())
+    # One task holds one of local[2]'s two slots: the other stays free for the append.
+    staged = _results_frame(spark, "run-a", range(3)).coalesce(1).withColumn(
+        "image_id", slow("image_id")
+    )
+
+    def append_meanwhile() -> None:
+        deadline = time.monotonic() + 120
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        other = spark.newSession()  # its own session confs: no txnAppId of the MERGE
+        row = _results_frame(other, "run-b", range(1)).withColumn("image_id", F.lit("other"))
+        row.write.format("delta").mode("append").save(table)
+        appended.touch()
+
+    writer = threading.Thread(target=append_meanwhile)
+    writer.start()
+    with caplog.at_level("WARNING", logger="candid.results"):
+        results_io.merge_staged(spark, table, staged, "run-a", 0)
+    writer.join()
+    assert "concurrent write conflict, retry 1" in caplog.text
+    ids = sorted(r.image_id for r in read_table(spark, table).collect())
+    assert ids == ["0", "1", "2", "other"]
+
+
+def test_interrupted_chunk_protocol_is_recovered_exactly_once(spark, tmp_path):
+    """A crash after staging (before the MERGE) loses no rows, whatever the order of the
+    leftovers; a crash after the MERGE (before the staged partition is dropped) changes nothing
+    when the leftover is merged again."""
+    from pyspark.sql import functions as F
+
+    table = str(tmp_path / "results")
+    staging = results_io.ensure_tables(spark, table)
+
+    def stage(run_id: str, chunk: int, ids: range, written_at: str) -> None:
+        rows = _results_frame(spark, run_id, ids, written_at).withColumn(
+            "chunk", F.lit(chunk).cast("int")
+        )
+        results_io.stage_chunk(rows, staging, run_id, chunk)
+
+    def merge(run_id: str, chunk: int) -> None:
+        staged = results_io.read_staged(spark, staging, run_id, chunk)
+        results_io.merge_staged(spark, table, staged, run_id, chunk)
+
+    # Run A: chunk 3 merged but not dropped; chunk 1 (a lower number) and chunk -2 staged and
+    # never merged, as a crash or out-of-order copies (jobs.dedup) would leave them.
+    stage("run-a", 3, range(0, 2), "2026-01-01 00:00:00")
+    merge("run-a", 3)
+    stage("run-a", 1, range(2, 5), "2026-01-01 00:00:01")
+    stage("run-a", -2, range(5, 6), "2026-01-01 00:00:02")
+    # The staged copy of chunk 3 is rewritten with a later timestamp (a retried task's output):
+    # merging it again must not replace the committed rows.
+    stage("run-a", 3, range(0, 2), "2026-01-02 00:00:00")
+    before = {r.image_id: r.written_at for r in read_table(spark, table).collect()}
+    version_before = results_io.delta_table(spark, table).history(1).first()["version"]
+
+    recovered = results_io.recover_staged(spark, table)
+
+    assert recovered == 2 + 3 + 1
+    after = {r.image_id: r.written_at for r in read_table(spark, table).collect()}
+    assert {k: after[k] for k in before} == before  # the txn skipped the repeated MERGE
+    assert sorted(after) == [str(i) for i in range(6)] and _key_count(spark, table) == (6, 6)
+    assert read_table(spark, staging).count() == 0
+    # Two new MERGEs (chunks 1 and -2); chunk 3's repeated MERGE was skipped by its txn id.
+    merges = (
+        results_io.delta_table(spark, table).history()
+        .where(f"version > {version_before} AND operation = 'MERGE'").count()
+    )
+    assert merges == 2
+    assert results_io.recover_staged(spark, table) == 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_down(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    return f"http://127.0.0.1:{_closed_port()}"
+
+
+@pytest.mark.parametrize("on_error", ["warn", "fail"])
+def test_mlflow_outage_never_loses_results(spark, tmp_path, capsys, mlflow_down, on_error):
+    _images(tmp_path / "img", count=5, seed=14)
+    config_file = write_job_config(
+        tmp_path, spark__conf={}, mlflow__enabled=True, mlflow__tracking_uri=mlflow_down,
+        mlflow__on_error=on_error,
+    )
+    config = load_config(DescribeConfig, config_file)
+    _ingest(spark, config, tmp_path / "img")
+    started = time.monotonic()
+    code = candid_main(["describe", "--config", str(config_file)])
+    out, err = capsys.readouterr()
+    assert time.monotonic() - started < 120  # no long hang on the dead server
+    rows = read_table(spark, config.results_table).collect()
+    assert len(rows) == 5 and {r.status for r in rows} == {"ok"}
+    assert all(r.run_id.startswith("local-") for r in rows)
+    if on_error == "warn":
+        assert code == 0, err
+        assert "WARNING: MLflow: could not start run" in out
+        assert "statuses: ok=5" in out
+    else:
+        assert code == 1
+        assert "results were written, but MLflow: could not start run" in err
+
+
+def test_tracking_failures_and_logged_values_carry_no_credentials(mlflow_down, caplog):
+    """MLflow's errors quote the tracking URI: a user:password@ in it must not reach the log,
+    the CLI's summary or the exit message."""
+    secret = "SUPERSECRET-URL-222"
+    uri = mlflow_down.replace("http://", f"http://candid:{secret}@")
+    tracker = RunTracker(TrackingSettings(tracking_uri=uri, on_error="fail"))
+    with caplog.at_level("WARNING", logger="candid.tracking"):
+        assert tracker.start("run", tags={}).startswith("local-")
+    assert tracker.failures and "!!! MLflow: could not start run" in caplog.text
+    with pytest.raises(Exception) as failure:
+        tracker.raise_for_failures()
+    for text in (*tracker.failures, caplog.text, str(failure.value)):
+        assert secret not in text and f"candid:{REDACTED}@" in text
+    clean = redact({
+        "spark": {"conf": {"fs.s3a.encryption.key": "k1", "spark.ssl.keyPassword": "k2"}},
+        "paths": ["https://acct.blob.core.windows.net/c/a.jpg?sv=1&sig=k3", "s3://u:k4@h/x"],
+        "batch_size": 8, "max_tokens": 64,
+    })
+    assert not any(f"k{i}" in str(clean) for i in range(1, 5)), clean
+    assert clean["batch_size"] == 8 and clean["max_tokens"] == 64
+
+
+def _status_lines(text: str) -> dict[str, object]:
+    parsed: dict[str, object] = {"final": {}, "retry": {}}
+    for line in text.splitlines():
+        if m := re.match(r"input\s+\S+: (\d+) rows", line):
+            parsed["input"] = int(m.group(1))
+        elif m := re.match(r"\s+ok\s+(\d+)$", line):
+            parsed["ok"] = int(m.group(1))
+        elif m := re.match(r"\s+failed \((final|will retry)\)\s+(\d+)\s+\[(\w+)\]", line):
+            parsed["final" if m.group(1) == "final" else "retry"][m.group(3)] = int(m.group(2))
+        elif m := re.match(r"\s+pending \(incl\. retries\)\s+(\d+)", line):
+            parsed["pending"] = int(m.group(1))
+        elif m := re.match(r"\s+staged, not yet merged\s+(\d+)", line):
+            parsed["staged"] = int(m.group(1))
+    return parsed
+
+
+def test_status_after_a_partial_run_matches_the_tables(spark, tmp_path, capsys):
+    folder = tmp_path / "img"
+    _images(folder, count=6, seed=15, poisoned=1)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image at all\n")
+    config_file = write_job_config(
+        tmp_path, spark__conf={}, engine_factory="tests.fakes:make_poison_engine",
+    )
+    config = load_config(DescribeConfig, config_file)
+    _ingest(spark, config, folder)
+    run_describe(config, spark)
+    # New images arrive after the run: they are pending, as is the retryable poisoned row.
+    make_sample_images(folder / "later", count=3, seed=16)
+    _ingest(spark, config, folder)
+    # A crashed run's staged chunk for this prompt and model (2 rows), and one of another model.
+    from pyspark.sql import functions as F
+
+    staging = results_io.staging_table_for(config.results_table)
+    for run_id, model, ids in (("crashed", "fake/resilience", range(2)), ("other", "x", range(5))):
+        rows = _results_frame(spark, run_id, ids, model=model).withColumn("chunk", F.lit(0))
+        results_io.stage_chunk(rows, staging, run_id, 0)
+
+    assert candid_main(["status", "--config", str(config_file)]) == 0
+    status = _status_lines(capsys.readouterr().out)
+
+    counts = {
+        r["status"]: r["count"]
+        for r in read_table(spark, config.results_table).groupBy("status").count().collect()
+    }
+    assert counts == {"ok": 6, "engine_error": 1, "empty_file": 1, "not_an_image": 1}
+    assert status == {
+        "input": 12, "ok": counts["ok"],
+        "final": {"empty_file": 1, "not_an_image": 1},
+        "retry": {"engine_error": 1},
+        "pending": 3 + 1,
+        "staged": 2,
+    }
+
+
+SECRETS = {
+    "spark": "SUPERSECRET-SPARK-123",
+    "azure": "SUPERSECRET-AZ-456",
+    "env": "SUPERSECRET-ENV-789",
+    "hf": "SUPERSECRET-HF-000",
+    "url": "SUPERSECRET-URL-111",
+}
+
+
+@pytest.mark.e2e
+def test_no_credential_reaches_mlflow_or_the_output(spark, tmp_path):
+    _images(tmp_path / "img", count=3, seed=17)
+    config_file = write_job_config(
+        tmp_path,
+        mlflow__enabled=True,
+        **{
+            "spark__conf__fs.s3a.secret.key": SECRETS["spark"],
+            "spark__conf__spark.hadoop.fs.azure.account.key.acct.dfs.core.windows.net":
+                SECRETS["azure"],
+            "spark__conf__spark.hadoop.fs.s3a.endpoint":
+                f"http://candid:{SECRETS['url']}@127.0.0.1:9/",
+        },
+    )
+    config = load_config(DescribeConfig, config_file)
+    _ingest(spark, config, tmp_path / "img")
+    env = candid_env(AWS_SECRET_ACCESS_KEY=SECRETS["env"], HF_TOKEN=SECRETS["hf"])
+    done = run_candid(["describe", "--config", str(config_file)], env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "statuses: ok=3" in done.stdout
+
+    stores = list(tmp_path.glob("mlflow.db*"))  # the sqlite file and any journal beside it
+    artifacts = [p for p in (tmp_path / "mlartifacts").rglob("*") if p.is_file()]
+    # Non-vacuous: the run was logged, and its config names the secret keys, redacted.
+    assert (tmp_path / "mlflow.db").stat().st_size > 0 and len(artifacts) >= 3
+    logged_config = next(p for p in artifacts if p.name == "config.yaml").read_text()
+    assert "fs.s3a.secret.key" in logged_config and REDACTED in logged_config
+    haystacks = {
+        "stdout": done.stdout.encode(), "stderr": done.stderr.encode(),
+        **{str(p): p.read_bytes() for p in (*stores, *artifacts)},
+    }
+    leaks = [
+        (where, name) for where, blob in haystacks.items()
+        for name, secret in SECRETS.items() if secret.encode() in blob
+    ]
+    assert leaks == []
