@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import yaml
 
 from jobs.config import ConfigError, DescribeConfig
@@ -202,20 +203,24 @@ def _describe_pending(
         pending, duplicates = dedup.split_representatives(remaining)
     chunks = _chunks_of(pending, config.chunk_size, summary)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
-    sample = None
+    sample: list[Any] = []
     for chunk, rows in enumerate(chunks):
-        counts, flags, chunk_sample = _process_chunk(spark, config, task, rows, config.results_table, chunk)
+        wanted = config.mlflow.sample_rows - sum(len(s) for s in sample)
+        counts, flags, chunk_sample = _process_chunk(
+            spark, config, task, rows, config.results_table, chunk, wanted
+        )
         _add_counts(summary.status_counts, counts)
         _add_counts(summary.flag_counts, flags)
         summary.rows_processed += sum(counts.values())
-        sample = sample if sample is not None else chunk_sample
+        if chunk_sample is not None:
+            sample.append(chunk_sample)
         _log_progress(summary, chunk, started)
     if duplicates is not None:
         donors = results_for(spark, config, task.prompt)
         _add_reused(summary, dedup.copy_from_donors(
             spark, donors, duplicates, config.results_table, task.run_id, dedup.FANOUT_CHUNK))
     pending.unpersist()
-    return sample
+    return pd.concat(sample, ignore_index=True) if sample else None
 
 
 def _chunks_of(pending: "DataFrame", chunk_size: int, summary: DescribeSummary) -> list["DataFrame"]:
@@ -263,7 +268,7 @@ def check_flag_rates(spark: "SparkSession", config: DescribeConfig, summary: Des
 
 def _process_chunk(
     spark: "SparkSession", config: DescribeConfig, task: DescribeTask, rows: "DataFrame",
-    results_table: str, chunk: int,
+    results_table: str, chunk: int, sample_rows: int,
 ) -> tuple[dict[str, int], dict[str, int], Any]:
     """Run the engine on one chunk (once: the staging write is the only action that does),
     then MERGE the staged rows and clear them."""
@@ -289,7 +294,7 @@ def _process_chunk(
         r["flag"]: r["count"]
         for r in staged.select(F.explode("guardrail_flags").alias("flag")).groupBy("flag").count().collect()
     }
-    sample = staged.limit(config.mlflow.sample_rows).toPandas() if config.mlflow.sample_rows else None
+    sample = staged.limit(sample_rows).toPandas() if sample_rows > 0 else None
     results_io.merge_staged(spark, config.results_table, staged, task.run_id, chunk)
     results_io.drop_staged(spark, staging, task.run_id, chunk)
     return counts, flags, sample
