@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from jobs.review_page import (
     thumbnail_data_uri,
     write_review_page,
 )
+from tests.html_dom import Dom
 
 pytestmark = pytest.mark.e2e
 
@@ -70,21 +70,6 @@ def run_chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedP
     return done
 
 
-class _Tags(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, {k: v or "" for k, v in attrs}))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def count(self, tag: str, cls: str) -> int:
-        return sum(1 for t, a in self.tags if t == tag and cls in a.get("class", "").split())
-
 
 @pytest.fixture(scope="module")
 def page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -120,7 +105,7 @@ def test_page_needs_no_network(page_file):
 
 def test_rendered_dom(page_file, tmp_path):
     done = run_chromium(page_file, tmp_path / "profile", "--dump-dom")
-    dom = _Tags()
+    dom = Dom()
     dom.feed(done.stdout)
     assert dom.count("tr", "image-row") == len(THUMB_COLOURS) + 1
     assert dom.count("img", "thumb") == len(THUMB_COLOURS)

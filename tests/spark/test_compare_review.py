@@ -12,7 +12,8 @@ from jobs.delta_io import read_table
 from jobs.ingest import run_ingest
 from jobs.review import run_review
 from tests.conftest import describe_config
-from tests.e2e.test_review_page_browser import _Tags, run_chromium
+from tests.e2e.test_review_page_browser import run_chromium
+from tests.html_dom import Dom
 
 pytestmark = [pytest.mark.spark, pytest.mark.engine, pytest.mark.e2e]
 
@@ -59,7 +60,7 @@ def test_review_page_renders_offline_in_chromium(compared, tmp_path):
     html = open(summary.html_path, encoding="utf-8").read()
     assert "http://" not in html and "https://" not in html
     done = run_chromium(__import__("pathlib").Path(summary.html_path), tmp_path / "profile", "--dump-dom")
-    dom = _Tags()
+    dom = Dom()
     dom.feed(done.stdout)
     assert dom.count("tr", "image-row") == summary.sample_rows
     assert dom.count("img", "thumb") == summary.sample_rows

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -23,35 +22,16 @@ from jobs.review_page import (
     thumbnail_data_uri,
     write_review_page,
 )
+from tests.html_dom import Dom
 from udfs.guardrails import GUARDRAIL_DESCRIPTIONS
 
 V1, V2 = "describe/v1", "describe/v2"
 EVIL = '<script>alert("x")</script> & "quotes"'
 
 
-class _Dom(HTMLParser):
-    """Start tags with their attributes, and the page's text, for structural assertions."""
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, {k: v or "" for k, v in attrs}))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def having(self, tag: str, cls: str | None = None) -> list[dict[str, str]]:
-        return [
-            attrs for t, attrs in self.tags
-            if t == tag and (cls is None or cls in attrs.get("class", "").split())
-        ]
-
-
-def parse(page: str) -> _Dom:
-    dom = _Dom()
+def parse(page: str) -> Dom:
+    dom = Dom()
     dom.feed(page)
     return dom
 
