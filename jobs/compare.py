@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.config import DescribeConfig, PromptRef, SourceColumnSettings
 from jobs.delta_io import read_table, table_exists
-from jobs.describe import DescribeSummary, flag_rates, resolve_prompt, run_describe
+from jobs.describe import DescribeSummary, resolve_prompt, run_describe
 from jobs.review_page import PromptColumn, review_rows_from_records, write_review_page
 from jobs.tracking import RunTracker
+from udfs import guardrails
 from udfs.prompts import PromptSpec
 
 if TYPE_CHECKING:
@@ -140,8 +141,9 @@ def run_compare(
     table.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(out / "side_by_side"))
     tracker = RunTracker(config.mlflow)
     run_id = tracker.start(f"compare {','.join(versions)}", {"candid.job": "compare"})
-    html = _write_page(results, prompts, summaries, out, run_id, config)
-    per_prompt = {s.prompt: _prompt_figures(s) for s in summaries}
+    records = [r.asDict() for r in results.orderBy("image_id").collect()]
+    html = _write_page(records, prompts, summaries, out, run_id, config)
+    per_prompt = {s.prompt: _prompt_figures(s, records) for s in summaries}
     _log_compare(tracker, per_prompt, summaries, table, html)
     return CompareSummary(
         versions=versions, sample_rows=read_table(spark, str(out / "sample")).count(),
@@ -163,16 +165,19 @@ def _describe_sample(
     return run_describe(canary, spark, prompt)
 
 
-def _prompt_figures(summary: DescribeSummary) -> dict[str, Any]:
-    rows = sum(summary.table_status_counts.values())
+def _prompt_figures(summary: DescribeSummary, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Figures over the whole sample for one prompt, including rows described by an earlier
+    compare run (a rerun describes nothing new, and its figures must not come out empty)."""
+    mine = [r for r in records if f"{r['prompt_name']}/{r['prompt_version']}" == summary.prompt]
+    ok = [r for r in mine if r["status"] == "ok"]
     return {
-        "prompt_hash": summary.prompt_hash, "run_id": summary.run_id, "rows": rows,
-        "ok": summary.table_status_counts.get("ok", 0), "flag_rates": flag_rates(summary),
+        "prompt_hash": summary.prompt_hash, "run_id": summary.run_id, "rows": len(mine),
+        "ok": len(ok),
+        "flag_rates": guardrails.flag_rates([r["guardrail_flags"] for r in ok], len(ok)) if ok else {},
     }
 
 
-def _write_page(results, prompts, summaries, out: Path, run_id: str, config) -> str:
-    records = [r.asDict() for r in results.orderBy("image_id").collect()]
+def _write_page(records, prompts, summaries, out: Path, run_id: str, config) -> str:
     columns = [
         PromptColumn(key=p.key, prompt_hash=p.content_hash(), description=p.description)
         for p in prompts

@@ -79,3 +79,14 @@ def test_review_of_one_describe_run_is_logged_to_that_run(spark, compared, tmp_p
     assert "review/r.html" in {a.path for a in client.list_artifacts(v2_run, "review")}
     with pytest.raises(ValueError, match="no result rows for run nope"):
         run_review(spark, review_config, run_id="nope")
+
+
+def test_rerun_reuses_the_sample_results_and_reports_the_same_figures(spark, compared):
+    config, first, tmp = compared
+    again = run_compare(config, ["v1", "v2", "v3"], 5, str(tmp / "out"), spark)
+    strip = lambda figures: {k: v for k, v in figures.items() if k != "run_id"}  # noqa: E731
+    assert {k: strip(v) for k, v in again.per_prompt.items()} == {
+        k: strip(v) for k, v in first.per_prompt.items()
+    }
+    assert all(v["rows"] == first.sample_rows for v in again.per_prompt.values())
+    assert read_table(spark, str(tmp / "out" / "results")).count() == 3 * first.sample_rows
