@@ -73,11 +73,4 @@ def copy_from_donors(
         .withColumn("written_at", F.current_timestamp())
         .withColumn("chunk", F.lit(chunk).cast("int"))
     )
-    staging = results_io.staging_table_for(results_table)
-    results_io.stage_chunk(copies, staging, run_id, chunk)
-    staged = results_io.read_staged(spark, staging, run_id, chunk)
-    counts = {r["status"]: int(r["count"]) for r in staged.groupBy("status").count().collect()}
-    if counts:
-        results_io.merge_staged(spark, results_table, staged, run_id, chunk)
-    results_io.drop_staged(spark, staging, run_id, chunk)
-    return counts
+    return results_io.commit_chunk(spark, copies, results_table, run_id, chunk).counts

@@ -57,25 +57,3 @@ def create_table_if_missing(
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
     builder.execute()
-
-
-def merge_on_keys(
-    spark: "SparkSession",
-    source: "DataFrame",
-    target: str,
-    keys: Sequence[str],
-    schema_evolution: bool = False,
-) -> dict[str, int]:
-    """Upsert ``source`` into ``target`` on ``keys``; returns Delta's operation metrics."""
-    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    merge = delta_table(spark, target).alias("t").merge(source.alias("s"), condition)
-    if schema_evolution:
-        merge = merge.withSchemaEvolution()
-    merge.whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
-    return last_operation_metrics(spark, target)
-
-
-def last_operation_metrics(spark: "SparkSession", ref: str) -> dict[str, int]:
-    row = delta_table(spark, ref).history(1).select("operationMetrics").first()
-    metrics = row[0] or {}
-    return {k: int(v) for k, v in metrics.items() if str(v).isdigit()}

@@ -270,11 +270,9 @@ def _process_chunk(
     spark: "SparkSession", config: DescribeConfig, task: DescribeTask, rows: "DataFrame",
     results_table: str, chunk: int, sample_rows: int,
 ) -> tuple[dict[str, int], dict[str, int], Any]:
-    """Run the engine on one chunk (once: the staging write is the only action that does),
-    then MERGE the staged rows and clear them."""
+    """Run the engine on one chunk and commit it (``results_io.commit_chunk``)."""
     from pyspark.sql import functions as F
 
-    staging = results_io.staging_table_for(results_table)
     partitions = config.partitions or spark.sparkContext.defaultParallelism
     described = (
         rows.select("image_id", "path", "attempts").repartition(partitions, "image_id")
@@ -287,17 +285,11 @@ def _process_chunk(
         # Typed view of the JSON output; schema evolution adds it to the tables on first use.
         ddl = ", ".join(f"`{name}` {kind}" for name, kind in structured_columns(schema))
         described = described.withColumn("structured", F.from_json("structured_json", ddl))
-    results_io.stage_chunk(described, staging, task.run_id, chunk)
-    staged = results_io.read_staged(spark, staging, task.run_id, chunk)
-    counts = {r["status"]: r["count"] for r in staged.groupBy("status").count().collect()}
-    flags = {
-        r["flag"]: r["count"]
-        for r in staged.select(F.explode("guardrail_flags").alias("flag")).groupBy("flag").count().collect()
-    }
-    sample = staged.limit(sample_rows).toPandas() if sample_rows > 0 else None
-    results_io.merge_staged(spark, config.results_table, staged, task.run_id, chunk)
-    results_io.drop_staged(spark, staging, task.run_id, chunk)
-    return counts, flags, sample
+    done = results_io.commit_chunk(
+        spark, described, results_table, task.run_id, chunk,
+        count_flags=True, sample_rows=sample_rows,
+    )
+    return done.counts, done.flags, done.sample
 
 
 def results_for(
@@ -317,8 +309,7 @@ def results_for(
 def result_status_counts(
     spark: "SparkSession", config: DescribeConfig, prompt: PromptSpec
 ) -> dict[str, int]:
-    rows = results_for(spark, config, prompt).groupBy("status").count().collect()
-    return {r["status"]: int(r["count"]) for r in rows}
+    return results_io.status_counts(results_for(spark, config, prompt))
 
 
 def write_source_column(spark: "SparkSession", config: DescribeConfig, prompt: PromptSpec) -> None:

@@ -20,7 +20,8 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobs.delta_io import create_table_if_missing, delta_table, is_path, table_exists
 from udfs.describe import RESULT_COLUMNS
@@ -96,6 +97,48 @@ def read_staged(spark: "SparkSession", staging_table: str, run_id: str, chunk: i
         .where((F.col("run_id") == run_id) & (F.col("chunk") == chunk))
         .drop("chunk")
     )
+
+
+@dataclass
+class CommittedChunk:
+    """What one committed chunk held: row counts by status, flag counts, a sample of rows."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+    sample: Any = None
+
+
+def commit_chunk(
+    spark: "SparkSession", rows: "DataFrame", results_table: str, run_id: str, chunk: int,
+    count_flags: bool = False, sample_rows: int = 0,
+) -> CommittedChunk:
+    """The whole protocol for one chunk: stage ``rows`` (the only action that evaluates them),
+    count what was staged, MERGE it into the results table, and drop the staged partition."""
+    staging = staging_table_for(results_table)
+    stage_chunk(rows, staging, run_id, chunk)
+    staged = read_staged(spark, staging, run_id, chunk)
+    done = CommittedChunk(counts=status_counts(staged))
+    if count_flags:
+        done.flags = flag_counts(staged)
+    if sample_rows > 0:
+        done.sample = staged.limit(sample_rows).toPandas()
+    if done.counts:
+        merge_staged(spark, results_table, staged, run_id, chunk)
+    drop_staged(spark, staging, run_id, chunk)
+    return done
+
+
+def status_counts(rows: "DataFrame") -> dict[str, int]:
+    """Rows per ``status``."""
+    return {r["status"]: int(r["count"]) for r in rows.groupBy("status").count().collect()}
+
+
+def flag_counts(rows: "DataFrame") -> dict[str, int]:
+    """Rows per guardrail flag (a row counts once for each flag it carries)."""
+    from pyspark.sql import functions as F
+
+    flags = rows.select(F.explode("guardrail_flags").alias("flag")).groupBy("flag").count()
+    return {r["flag"]: int(r["count"]) for r in flags.collect()}
 
 
 def merge_staged(

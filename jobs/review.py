@@ -7,13 +7,13 @@ is written locally and, when the run is known to MLflow, logged to that run as
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.config import DescribeConfig
 from jobs.delta_io import read_table
 from jobs.describe import resolve_prompt
+from jobs.results import flag_counts, status_counts
 from jobs.review_page import PromptColumn, review_rows_from_records, write_review_page
 from udfs import guardrails
 
@@ -65,13 +65,8 @@ def run_review(
 
 
 def _run_totals(selected) -> dict:
-    from pyspark.sql import functions as F
-
-    statuses = {r["status"]: r["count"] for r in selected.groupBy("status").count().collect()}
-    flags = Counter({
-        r["flag"]: r["count"] for r in
-        selected.select(F.explode("guardrail_flags").alias("flag")).groupBy("flag").count().collect()
-    })
+    statuses = status_counts(selected)
+    flags = flag_counts(selected)
     ok = statuses.get("ok", 0)
     rates = {flag: round(count / ok, 4) for flag, count in flags.items()} if ok else {}
     known = {flag: rate for flag, rate in rates.items() if flag in guardrails.GUARDRAILS}
