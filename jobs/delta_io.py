@@ -29,6 +29,15 @@ def table_exists(spark: "SparkSession", ref: str) -> bool:
     return spark.catalog.tableExists(ref)
 
 
+def has_log_folder(spark: "SparkSession", path: str) -> bool:
+    """Whether ``path/_delta_log`` exists (through Hadoop's FileSystem, so any scheme works) -
+    also while a creator has made the folder but not yet written its first commit."""
+    jvm = spark.sparkContext._jvm
+    log_path = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
+    filesystem = log_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return bool(filesystem.exists(log_path))
+
+
 def read_table(spark: "SparkSession", ref: str, version: int | None = None) -> "DataFrame":
     """Read a Delta table, optionally at a fixed version (time travel)."""
     if not table_exists(spark, ref):

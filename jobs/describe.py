@@ -323,12 +323,17 @@ def write_source_column(spark: "SparkSession", config: DescribeConfig, prompt: P
         .where(F.col("status") == "ok")
         .select("image_id", F.col("description").alias(column))
     )
-    (
-        delta_table(spark, config.input_table).alias("t")
-        .merge(descriptions.alias("s"), "t.image_id = s.image_id")
-        .withSchemaEvolution()
-        .whenMatchedUpdateAll()
-        .execute()
+    # Two runs of different prompt versions both evolve the input table's schema: the later
+    # commit gets a MetadataChangedException and is retried.
+    results_io.with_concurrency_retries(
+        lambda: (
+            delta_table(spark, config.input_table).alias("t")
+            .merge(descriptions.alias("s"), "t.image_id = s.image_id")
+            .withSchemaEvolution()
+            .whenMatchedUpdateAll()
+            .execute()
+        ),
+        what=f"write {column} into {config.input_table}",
     )
 
 

@@ -23,7 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jobs.delta_io import create_table_if_missing, delta_table, is_path, table_exists
+from jobs.delta_io import (
+    create_table_if_missing, delta_table, has_log_folder, is_path, table_exists,
+)
 from udfs.describe import RESULT_COLUMNS
 
 if TYPE_CHECKING:
@@ -45,6 +47,8 @@ DELTA_CONFLICTS = (
     "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
     "ConcurrentTransactionException",
 )
+# What Delta says to a creator that finds another creator's empty _delta_log folder.
+HALF_CREATED_ERRORS = ("DELTA_TABLE_NOT_FOUND", "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION")
 T = TypeVar("T")
 
 
@@ -57,20 +61,48 @@ def staging_table_for(results_table: str) -> str:
     return results_table.rstrip("/") + ("_staging" if is_path(results_table) else "__staging")
 
 
-def ensure_tables(spark: "SparkSession", results_table: str) -> str:
+def ensure_tables(
+    spark: "SparkSession", results_table: str, attempts: int = 6, base_delay_s: float = 0.5
+) -> str:
     """Create the results and staging tables unless they exist; returns the staging table.
-    Two runs starting at once on a new table race to commit its first version: the loser gets
-    a Delta conflict, and its retry finds the table made."""
+
+    Two runs starting at once on a new table race to commit its first version. The loser gets
+    a Delta conflict or, while the winner has made ``_delta_log/`` but not yet committed to
+    it, ``DELTA_TABLE_NOT_FOUND`` / ``DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION``; all are
+    retried until the winner's table is visible."""
     staging = staging_table_for(results_table)
-    with_concurrency_retries(
-        lambda: create_table_if_missing(spark, results_table, RESULTS_SCHEMA_DDL),
-        what=f"create {results_table}",
-    )
-    with_concurrency_retries(
-        lambda: create_table_if_missing(spark, staging, STAGING_SCHEMA_DDL, STAGING_PARTITIONS),
-        what=f"create {staging}",
-    )
+    for ref, ddl, partitions in (
+        (results_table, RESULTS_SCHEMA_DDL, ()),
+        (staging, STAGING_SCHEMA_DDL, STAGING_PARTITIONS),
+    ):
+        half_created = _half_created_check(spark, ref)
+        try:
+            with_concurrency_retries(
+                lambda: create_table_if_missing(spark, ref, ddl, partitions),  # noqa: B023
+                what=f"create {ref}", attempts=attempts, base_delay_s=base_delay_s,
+                also_retry=half_created,
+            )
+        except ConcurrentWriteError as err:
+            if err.__cause__ is None or not half_created(err.__cause__):
+                raise
+            raise RuntimeError(
+                f"{ref}: its _delta_log folder exists but holds no commit. Another job may be "
+                "creating the table right now, or a creator crashed before its first commit; "
+                "if no other job writes to it, delete the empty _delta_log folder and rerun"
+            ) from err
     return staging
+
+
+def _half_created_check(spark: "SparkSession", ref: str) -> Callable[[BaseException], bool]:
+    """A predicate: is this error Delta's answer for a table whose ``_delta_log/`` exists
+    without a commit in it (yet)? A plain folder of other files is *not* retried."""
+
+    def half_created(err: BaseException) -> bool:
+        if not any(code in str(err) for code in HALF_CREATED_ERRORS):
+            return False
+        return has_log_folder(spark, ref) if is_path(ref) else True
+
+    return half_created
 
 
 def stage_chunk(staged: "DataFrame", staging_table: str, run_id: str, chunk: int) -> None:
@@ -209,15 +241,20 @@ def delta_txn(spark: "SparkSession", app_id: str, version: int) -> Iterator[None
 
 
 def with_concurrency_retries(
-    action: Callable[[], T], what: str, attempts: int = 6, base_delay_s: float = 0.5
+    action: Callable[[], T],
+    what: str,
+    attempts: int = 6,
+    base_delay_s: float = 0.5,
+    also_retry: Callable[[BaseException], bool] | None = None,
 ) -> T:
-    """Run ``action``, retrying Delta's concurrent-modification conflicts with jittered
-    exponential backoff; after ``attempts`` raise ``ConcurrentWriteError``."""
+    """Run ``action``, retrying Delta's concurrent-modification conflicts (and errors for which
+    ``also_retry`` is true) with jittered exponential backoff; after ``attempts`` raise
+    ``ConcurrentWriteError``."""
     for attempt in range(1, attempts + 1):
         try:
             return action()
         except Exception as err:  # noqa: BLE001 - only conflicts are retried; see below
-            if not _is_concurrent_modification(err):
+            if not (_is_concurrent_modification(err) or (also_retry and also_retry(err))):
                 raise
             if attempt == attempts:
                 raise ConcurrentWriteError(

@@ -53,8 +53,9 @@ def claim(marker: Path, content: str = "") -> bool:
 
 class ScriptedEngine(FakeEngine):
     """A ``FakeEngine`` whose generate calls can be slowed down (``sleep`` seconds per call) and
-    held at a cross-process barrier (``barrier`` folder, ``parties`` runs, ``name`` of this run)
-    so that concurrent jobs reach their engine phase, and so their commits, at the same time."""
+    whose first call is held at a cross-process barrier (``barrier`` folder, ``parties`` runs,
+    ``name`` of this run) so that concurrent jobs reach their engine phase, and so their
+    commits, at the same time. A party that never comes costs the others one timeout, once."""
 
     def __init__(self, settings: EngineSettings, image_settings: ImageSettings):
         super().__init__(settings, image_settings)
@@ -63,7 +64,7 @@ class ScriptedEngine(FakeEngine):
 
     def generate(self, images, prompt, sampling) -> list[Generation]:
         self.calls += 1
-        if "barrier" in self.params:
+        if "barrier" in self.params and self.calls == 1:  # only the first: a missing party
             self._wait_at_barrier(Path(self.params["barrier"]))
         time.sleep(float(self.params.get("sleep", 0)))
         return super().generate(images, prompt, sampling)
@@ -173,6 +174,32 @@ def start_candid(
         )
     finally:
         handle.close()
+
+
+def wait_for_all(procs: dict[str, subprocess.Popen], logs: dict[str, Path], timeout: float) -> None:
+    """Wait for every process; past ``timeout`` kill every process tree and fail with the tail
+    of each one's log, so a hung run says where it hung."""
+    deadline = time.monotonic() + timeout
+    try:
+        for proc in procs.values():
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+        tails = "\n".join(
+            f"--- {name} (exit {procs[name].returncode}):\n{log_tail(path)}"
+            for name, path in logs.items()
+        )
+        raise AssertionError(f"runs still going after {timeout:.0f}s:\n{tails}") from None
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` of a run's log, without Ivy's dependency report."""
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept = [line for line in text if not line.startswith(("\t", ":: ", "\tfound"))]
+    return "\n".join(kept[-lines:])
 
 
 def run_candid(

@@ -166,6 +166,44 @@ def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog):
     assert ids == ["0", "1", "2", "other"]
 
 
+def test_a_table_another_run_is_still_creating_is_waited_for(spark, tmp_path):
+    """Between a creator's mkdir of ``_delta_log/`` and its first commit, Delta answers
+    DELTA_TABLE_NOT_FOUND to a second creator (two runs starting at once on a new results
+    table). ``ensure_tables`` must wait for the winner instead of failing."""
+    table = tmp_path / "results"
+    (table / "_delta_log").mkdir(parents=True)  # the winner's state just before its commit
+
+    def winner_commits() -> None:
+        time.sleep(1.0)
+        (table / "_delta_log").rmdir()
+        results_io.ensure_tables(spark.newSession(), str(table))
+
+    winner = threading.Thread(target=winner_commits)
+    winner.start()
+    staging = results_io.ensure_tables(spark, str(table), attempts=8, base_delay_s=0.25)
+    winner.join()
+    assert read_table(spark, str(table)).columns == read_table(spark, staging).columns[:-1]
+
+
+def test_a_table_whose_creator_died_before_committing_gets_a_clear_error(spark, tmp_path):
+    table = tmp_path / "results"
+    (table / "_delta_log").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="_delta_log folder exists but holds no commit"):
+        results_io.ensure_tables(spark, str(table), attempts=2, base_delay_s=0.05)
+
+
+def test_a_folder_of_other_files_is_not_mistaken_for_a_table_being_created(
+    spark, tmp_path, caplog
+):
+    table = tmp_path / "results"
+    table.mkdir()
+    (table / "part-0.parquet").write_bytes(b"not ours")
+    with caplog.at_level("WARNING", logger="candid.results"):
+        with pytest.raises(Exception, match="DELTA_MISSING_DELTA_TABLE|not a Delta table"):
+            results_io.ensure_tables(spark, str(table), attempts=6, base_delay_s=5.0)
+    assert "retry" not in caplog.text  # failed at once
+
+
 def test_interrupted_chunk_protocol_is_recovered_exactly_once(spark, tmp_path):
     """A crash after staging (before the MERGE) loses no rows, whatever the order of the
     leftovers; a crash after the MERGE (before the staged partition is dropped) changes nothing
