@@ -85,7 +85,8 @@ def ensure_tables(
         except ConcurrentWriteError as err:
             if err.__cause__ is None or not half_created(err.__cause__):
                 raise
-            raise RuntimeError(
+            # A ConcurrentWriteError, so the CLI reports it in one line like other conflicts.
+            raise ConcurrentWriteError(
                 f"{ref}: its _delta_log folder exists but holds no commit. Another job may be "
                 "creating the table right now, or a creator crashed before its first commit; "
                 "if no other job writes to it, delete the empty _delta_log folder and rerun"

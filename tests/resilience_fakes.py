@@ -198,7 +198,7 @@ def wait_for_all(procs: dict[str, subprocess.Popen], logs: dict[str, Path], time
 def log_tail(path: Path, lines: int = 25) -> str:
     """The last ``lines`` of a run's log, without Ivy's dependency report."""
     text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    kept = [line for line in text if not line.startswith(("\t", ":: ", "\tfound"))]
+    kept = [line for line in text if not line.startswith(("\t", ":: "))]
     return "\n".join(kept[-lines:])
 
 

@@ -38,8 +38,8 @@ def test_concurrent_runs_leave_exactly_one_row_per_key(spark, tmp_path):
             # Each run's engines wait until every run has reached its engine, so the runs'
             # chunks (and their MERGEs) overlap; model_id keeps the keys equal across runs.
             engine__model=engine_model(barrier=barrier, parties=len(RUNS), name=name, sleep=0.2),
-            # Each run also writes its version's column back: v1 and v2 evolve the input
-            # table's schema at the same time.
+            # Each run also writes its version's column back: both evolve the input table's
+            # schema (adding description_v2) at the same time.
             source_column__enabled=True,
         )
         for name, version in RUNS.items()

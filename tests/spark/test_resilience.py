@@ -166,7 +166,7 @@ def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog):
     assert ids == ["0", "1", "2", "other"]
 
 
-def test_a_table_another_run_is_still_creating_is_waited_for(spark, tmp_path):
+def test_a_table_another_run_is_still_creating_is_waited_for(spark, tmp_path, caplog):
     """Between a creator's mkdir of ``_delta_log/`` and its first commit, Delta answers
     DELTA_TABLE_NOT_FOUND to a second creator (two runs starting at once on a new results
     table). ``ensure_tables`` must wait for the winner instead of failing."""
@@ -174,21 +174,25 @@ def test_a_table_another_run_is_still_creating_is_waited_for(spark, tmp_path):
     (table / "_delta_log").mkdir(parents=True)  # the winner's state just before its commit
 
     def winner_commits() -> None:
-        time.sleep(1.0)
+        # Late enough that our first attempt surely meets the empty folder.
+        time.sleep(4.0)
         (table / "_delta_log").rmdir()
         results_io.ensure_tables(spark.newSession(), str(table))
 
     winner = threading.Thread(target=winner_commits)
     winner.start()
-    staging = results_io.ensure_tables(spark, str(table), attempts=8, base_delay_s=0.25)
+    with caplog.at_level("WARNING", logger="candid.results"):
+        staging = results_io.ensure_tables(spark, str(table), attempts=8, base_delay_s=0.25)
     winner.join()
+    assert f"create {table}: concurrent write conflict, retry 1" in caplog.text
     assert read_table(spark, str(table)).columns == read_table(spark, staging).columns[:-1]
 
 
 def test_a_table_whose_creator_died_before_committing_gets_a_clear_error(spark, tmp_path):
     table = tmp_path / "results"
     (table / "_delta_log").mkdir(parents=True)
-    with pytest.raises(RuntimeError, match="_delta_log folder exists but holds no commit"):
+    no_commit = "_delta_log folder exists but holds no commit"
+    with pytest.raises(results_io.ConcurrentWriteError, match=no_commit):
         results_io.ensure_tables(spark, str(table), attempts=2, base_delay_s=0.05)
 
 
