@@ -6,17 +6,31 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
-from jobs.config import ConfigError, DescribeConfig, IngestConfig, load_config
+from jobs.config import ConfigError, DescribeConfig, IngestConfig, SparkSettings, load_config
+from jobs.console import ConsoleReporter, Reporter, run_log
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger("candid.cli")
+# "ValueError: ...", "pyspark.errors.SomethingException: ..." in a worker's traceback text.
+_ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception|Exit|Interrupt)\b.*:")
 
 DEMO_CONFIG = "conf/demo.yaml"
 DEFAULT_TINY_MODEL = "build/tiny-qwen2-vl"
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_FLAGS = 3
+EXIT_INTERRUPTED = 130
+# Commands whose stdout is consumed by another program: no log file, no extra lines.
+PLAIN_COMMANDS = frozenset({"submit-args"})
 
 
 def prepare_process_env(build_dir: str = "build") -> None:
@@ -36,13 +50,31 @@ def prepare_process_env(build_dir: str = "build") -> None:
         os.environ.setdefault(key, value)
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("candid").setLevel(logging.INFO)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+@dataclass(frozen=True)
+class Context:
+    """What a command handler prints to and where the JVM it starts writes its log."""
+
+    reporter: Reporter
+    out: TextIO
+    err: TextIO
+    log_path: Path | None = None
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def spark(self, settings: SparkSettings) -> "SparkSession":
+        from jobs.spark_session import build_spark
+
+        self.reporter.phase(f"[spark] starting ({_spark_start_note(settings)})")
+        return build_spark(settings, self.log_path)
+
+
+def _spark_start_note(settings: SparkSettings) -> str:
+    if settings.delta_jars == "provided":
+        return "Delta from the classpath"
+    home = Path(settings.ivy_home).resolve()
+    fresh = not (home / "jars").is_dir()
+    return "first start: Delta's jars come from Maven Central" if fresh else "Delta jars cached"
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -62,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Describe images at scale with a vision-language model, honestly: "
         "Delta in, vLLM in Spark pandas UDFs, Delta out, runs in MLflow.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="stream the run's log (Ivy, Spark, vLLM, workers) to the terminal too",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="build the tiny model and sample images, ingest, describe")
@@ -111,80 +146,116 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Its output beyond a few lines per phase goes to a log file under
+    build/logs/ (printed first); errors are one line on stderr with the log's path."""
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
-    handler: Callable[[argparse.Namespace], int] = _COMMANDS[args.command]
+    if args.command in PLAIN_COMMANDS:
+        return _run_command(args, Context(Reporter(), sys.stdout, sys.stderr))
+    with run_log(args.command, args.verbose) as run:
+        context = Context(ConsoleReporter(run.out), run.out, run.err, run.path)
+        context.say(f"log: {_shown(run.path)}")
+        return _run_command(args, context)
+
+
+def _run_command(args: argparse.Namespace, context: Context) -> int:
     from jobs.describe import FlagRateExceeded
     from jobs.results import ConcurrentWriteError
+    from jobs.spark_session import SparkStartError
     from jobs.tracking import TrackingError
 
+    handler: Callable[[argparse.Namespace, Context], int] = _COMMANDS[args.command]
+    where = f" (details: {_shown(context.log_path)})" if context.log_path else ""
+    prefix = f"candid {args.command}"
     try:
-        return handler(args)
+        return handler(args, context)
     except ConfigError as err:
-        print(f"candid {args.command}: {err}", file=sys.stderr)
+        print(f"{prefix}: {err}", file=context.err)
         return EXIT_CONFIG
     except FlagRateExceeded as err:
-        print(f"candid {args.command}: {err}", file=sys.stderr)
+        print(f"{prefix}: {err}", file=context.err)
         return EXIT_FLAGS
-    except ConcurrentWriteError as err:
-        print(f"candid {args.command}: {err}", file=sys.stderr)
+    except (ConcurrentWriteError, SparkStartError) as err:
+        print(f"{prefix}: {err}", file=context.err)
         return EXIT_FAILED
     except TrackingError as err:
-        print(f"candid {args.command}: results were written, but {err}", file=sys.stderr)
+        print(f"{prefix}: results were written, but {err}", file=context.err)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted{where}", file=context.err)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - one line here, the traceback in the log
+        log.exception("%s failed", prefix)
+        print(f"{prefix} failed: {one_line(err)}{where}", file=context.err)
         return EXIT_FAILED
 
 
-def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
+def one_line(err: BaseException) -> str:
+    """The most telling line of an error. A Python worker's exception reaches the driver as a
+    long text whose last ``SomeError: ...`` line is the cause."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    causes = [line for line in lines if _ERROR_LINE.match(line)]
+    text = causes[-1] if causes else (lines[0] if lines else "")
+    return f"{type(err).__name__}: {text}" if not causes else text
+
+
+def _shown(path: Path | None) -> str:
+    """A path relative to the working directory when it lies below it."""
+    if path is None:
+        return ""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _cmd_make_tiny_model(args: argparse.Namespace, context: Context) -> int:
     from jobs.tiny_model import TinyModelSpec, make_tiny_model
 
     path = make_tiny_model(args.dir, TinyModelSpec(seed=args.seed))
-    print(f"tiny Qwen2-VL (random weights) written to {path}")
+    context.say(f"tiny Qwen2-VL (random weights) written to {path}")
     return 0
 
 
-def _cmd_ingest(args: argparse.Namespace) -> int:
+def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
     config = load_config(IngestConfig, args.config, args.overrides)
     prepare_process_env()
     from jobs.ingest import run_ingest
-    from jobs.spark_session import build_spark
 
-    summary = run_ingest(config, build_spark(config.spark))
-    print(f"ingested {summary.found} images from {config.source}: {summary.inserted} new, "
-          f"{summary.table_rows} rows in {summary.table}")
+    summary = run_ingest(config, context.spark(config.spark))
+    context.say(f"ingested {summary.found} images from {config.source}: {summary.inserted} new, "
+                f"{summary.table_rows} rows in {summary.table}")
     return 0
 
 
-def _cmd_describe(args: argparse.Namespace) -> int:
+def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
     config = load_config(DescribeConfig, args.config, args.overrides)
     prepare_process_env()
     from jobs.describe import resolve_prompt, run_describe
-    from jobs.spark_session import build_spark
 
     prompt = resolve_prompt(config)  # before Spark starts: a bad prompt fails in a second
-    summary = run_describe(config, build_spark(config.spark), prompt)
-    _print_describe_summary(summary, config)
+    summary = run_describe(config, context.spark(config.spark), prompt, context.reporter)
+    _print_describe_summary(summary, config, context)
     return 0
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
+def _cmd_status(args: argparse.Namespace, context: Context) -> int:
     config = load_config(DescribeConfig, args.config, args.overrides)
     prepare_process_env()
-    from jobs.spark_session import build_spark
     from jobs.status import format_status, read_status
 
-    print(format_status(read_status(build_spark(config.spark), config)))
+    context.say(format_status(read_status(context.spark(config.spark), config)))
     return 0
 
 
-def _cmd_submit_args(args: argparse.Namespace) -> int:
+def _cmd_submit_args(args: argparse.Namespace, context: Context) -> int:
     from jobs.spark_session import submit_args
 
     config = load_config(DescribeConfig, args.config, args.overrides)
-    print(" ".join(submit_args(config.spark)))
+    context.say(" ".join(submit_args(config.spark)))
     return 0
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
+def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
     config = load_config(DescribeConfig, args.config, args.overrides)
     versions = [v.strip() for v in args.prompts.split(",") if v.strip()]
     if len(versions) < 2 or args.sample < 1:
@@ -193,37 +264,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from jobs.compare import run_compare
     from jobs.describe import resolve_prompt
     from jobs.config import PromptRef
-    from jobs.spark_session import build_spark
 
     for version in versions:  # every prompt checked before Spark starts
         resolve_prompt(config.model_copy(update={"prompt": PromptRef(version=version, dir=config.prompt.dir)}))
-    summary = run_compare(config, versions, args.sample, args.out, build_spark(config.spark), args.seed)
-    print(f"compared {', '.join(versions)} on {summary.sample_rows} sampled images")
+    summary = run_compare(
+        config, versions, args.sample, args.out, context.spark(config.spark), args.seed,
+        context.reporter,
+    )
+    context.say(f"compared {', '.join(versions)} on {summary.sample_rows} sampled images")
     for key, figures in summary.per_prompt.items():
         rates = ", ".join(f"{k}={v:.0%}" for k, v in sorted(figures["flag_rates"].items())) or "none"
-        print(f"  {key} (hash {figures['prompt_hash']}): ok {figures['ok']}/{figures['rows']}; flags: {rates}")
-    print(f"side-by-side table: {summary.out_dir}/side_by_side")
-    print(f"review page: {summary.html_path}")
-    print(f"MLflow run: {summary.run_id}")
+        context.say(f"  {key} (hash {figures['prompt_hash']}): ok {figures['ok']}/{figures['rows']}; flags: {rates}")
+    context.say(f"side-by-side table: {summary.out_dir}/side_by_side")
+    context.say(f"review page: {summary.html_path}")
+    context.say(f"MLflow run: {summary.run_id}")
     return 0
 
 
-def _cmd_review(args: argparse.Namespace) -> int:
+def _cmd_review(args: argparse.Namespace, context: Context) -> int:
     config = load_config(DescribeConfig, args.config, args.overrides)
     prepare_process_env()
     from jobs.review import run_review
-    from jobs.spark_session import build_spark
 
     try:
-        path, shown = run_review(build_spark(config.spark), config, args.run_id, args.limit, args.out)
+        path, shown = run_review(
+            context.spark(config.spark), config, args.run_id, args.limit, args.out
+        )
     except ValueError as err:
-        print(f"candid review: {err}", file=sys.stderr)
+        print(f"candid review: {err}", file=context.err)
         return EXIT_FAILED
-    print(f"review page ({shown} images): {path}")
+    context.say(f"review page ({shown} images): {path}")
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace, context: Context) -> int:
     workdir = Path(args.workdir)
     tables = workdir / "tables"
     overrides = [
@@ -235,48 +309,48 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import make_sample_images
     from jobs.describe import resolve_prompt, run_describe
     from jobs.ingest import run_ingest
-    from jobs.spark_session import build_spark
     from jobs.tiny_model import make_tiny_model
 
     prompt = resolve_prompt(config)
     make_tiny_model(args.model_dir)
     samples = make_sample_images(workdir / "images", count=args.images)
-    print(f"[demo] {len(samples.paths)} sample images in {samples.folder}; "
-          f"tiny random-weight model in {args.model_dir} (its descriptions are noise)")
-    spark = build_spark(config.spark)
+    context.say(f"[demo] {len(samples.paths)} sample images in {samples.folder}; "
+                f"tiny random-weight model in {args.model_dir} (its descriptions are noise)")
+    spark = context.spark(config.spark)
     ingest = IngestConfig(source=str(samples.folder.resolve()), table=config.input_table)
     ingested = run_ingest(ingest, spark)
-    print(f"[demo] input table {ingested.table}: {ingested.table_rows} rows "
-          f"({ingested.inserted} new)")
-    summary = run_describe(config, spark, prompt)
-    _print_describe_summary(summary, config)
+    context.say(f"[demo] input table {ingested.table}: {ingested.table_rows} rows "
+                f"({ingested.inserted} new)")
+    summary = run_describe(config, spark, prompt, context.reporter)
+    _print_describe_summary(summary, config, context)
     return 0
 
 
-def _print_describe_summary(summary, config: DescribeConfig) -> None:
+def _print_describe_summary(summary, config: DescribeConfig, context: Context) -> None:
+    say = context.say
     counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.status_counts.items())) or "none"
-    print(f"results table: {summary.results_table}")
-    print(f"  prompt {summary.prompt} (hash {summary.prompt_hash}), model {summary.model}")
-    print(f"  input rows {summary.rows_in}, processed now {summary.rows_processed} "
-          f"in {summary.seconds:.1f}s ({summary.images_per_s:.2f} images/s), statuses: {counts}")
+    say(f"results table: {summary.results_table}")
+    say(f"  prompt {summary.prompt} (hash {summary.prompt_hash}), model {summary.model}")
+    say(f"  input rows {summary.rows_in}, processed now {summary.rows_processed} "
+        f"in {summary.seconds:.1f}s ({summary.images_per_s:.2f} images/s), statuses: {counts}")
     table_counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.table_status_counts.items()))
-    print(f"  rows in the results table for this prompt and model: "
-          f"{sum(summary.table_status_counts.values())} ({table_counts or 'none'})")
+    say(f"  rows in the results table for this prompt and model: "
+        f"{sum(summary.table_status_counts.values())} ({table_counts or 'none'})")
     if summary.rows_recovered:
-        print(f"  recovered {summary.rows_recovered} staged rows from an interrupted run")
+        say(f"  recovered {summary.rows_recovered} staged rows from an interrupted run")
     if summary.registered_prompt:
-        print(f"  prompt registered as {summary.registered_prompt}")
+        say(f"  prompt registered as {summary.registered_prompt}")
     if config.mlflow.enabled:
         from jobs.tracking import redact_text
 
         uri = redact_text(config.mlflow.tracking_uri)
-        print(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")
-        print(f"  browse: mlflow ui --backend-store-uri {uri}")
+        say(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")
+        say(f"  browse: mlflow ui --backend-store-uri {uri}")
     for failure in summary.tracking_failures:
-        print(f"  WARNING: {failure}")
+        say(f"  WARNING: {failure}")
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Context], int]] = {
     "demo": _cmd_demo,
     "make-tiny-model": _cmd_make_tiny_model,
     "ingest": _cmd_ingest,

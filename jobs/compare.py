@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.config import DescribeConfig, PromptRef, SourceColumnSettings
+from jobs.console import Reporter
 from jobs.delta_io import read_table, table_exists
 from jobs.describe import DescribeSummary, resolve_prompt, run_describe
 from jobs.review_page import PromptColumn, review_rows_from_records, write_review_page
@@ -120,7 +121,7 @@ def side_by_side(results: "DataFrame", prompts: list[PromptSpec]) -> "DataFrame"
 
 def run_compare(
     config: DescribeConfig, versions: list[str], sample_size: int, out_dir: str,
-    spark: "SparkSession", seed: int = 0,
+    spark: "SparkSession", seed: int = 0, reporter: Reporter | None = None,
 ) -> CompareSummary:
     """Sample, describe with each version, and write the side-by-side table and review page."""
     out = Path(out_dir).resolve()
@@ -133,7 +134,10 @@ def run_compare(
         sample_size, seed,
     )
     sample.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(out / "sample"))
-    summaries = [_describe_sample(config, prompt, out, spark) for prompt in prompts]
+    reporter = reporter or Reporter()
+    reporter.phase(f"[compare] sample of {read_table(spark, str(out / 'sample')).count()} "
+                   f"images in {out / 'sample'}")
+    summaries = [_describe_sample(config, prompt, out, spark, reporter) for prompt in prompts]
     results = read_table(spark, str(out / "results")).join(
         read_table(spark, str(out / "sample")).select("image_id"), "image_id", "left_semi"
     )
@@ -152,7 +156,8 @@ def run_compare(
 
 
 def _describe_sample(
-    config: DescribeConfig, prompt: PromptSpec, out: Path, spark: "SparkSession"
+    config: DescribeConfig, prompt: PromptSpec, out: Path, spark: "SparkSession",
+    reporter: Reporter,
 ) -> DescribeSummary:
     canary = config.model_copy(update={
         "input_table": str(out / "sample"),
@@ -162,7 +167,7 @@ def _describe_sample(
         "max_flag_rate": {},
         "run_name": f"compare {prompt.key}",
     })
-    return run_describe(canary, spark, prompt)
+    return run_describe(canary, spark, prompt, reporter)
 
 
 def _prompt_figures(summary: DescribeSummary, records: list[dict[str, Any]]) -> dict[str, Any]:

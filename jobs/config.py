@@ -18,6 +18,10 @@ from udfs.settings import EngineSettings, ImageSettings, SamplingSettings, Stric
 
 DEFAULT_PROMPT_DIR = "conf/prompts"
 DEFAULT_SPARK_PROFILE = "conf/spark/local.yaml"
+DEFAULT_IVY_SETTINGS = "conf/spark/ivysettings.xml"
+DEFAULT_IVY_HOME = "build/ivy"
+# The source checkout (or the folder an editable install points at): conf/ lives here.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def absolute_table_ref(ref: str) -> str:
@@ -26,6 +30,15 @@ def absolute_table_ref(ref: str) -> str:
     if "/" in ref and "://" not in ref and not ref.startswith("/"):
         return str(Path(ref).resolve())
     return ref
+
+
+def project_file(path: str) -> Path:
+    """An absolute path for a file named relative to the working directory or, when it is not
+    there, to the project root (so `conf/...` defaults work from any directory)."""
+    candidate = Path(path)
+    if candidate.is_absolute() or candidate.exists():
+        return candidate.resolve()
+    return (PROJECT_ROOT / candidate).resolve()
 
 
 class ConfigError(ValueError):
@@ -45,6 +58,25 @@ class SparkSettings(StrictModel):
     app_name: str = Field("candid", description="Spark application name.")
     conf: dict[str, str] = Field(
         default_factory=dict, description="Extra Spark confs, applied after the profile."
+    )
+    delta_jars: Literal["resolve", "provided"] = Field(
+        "resolve",
+        description="resolve: Spark fetches Delta's jars and their dependencies from Maven "
+        "Central only (`ivy_settings`) into `ivy_home`, whatever ~/.m2 or ~/.ivy2* hold. "
+        "provided: Delta is on the classpath already (Databricks, a cluster image): nothing is "
+        "resolved.",
+    )
+    ivy_settings: str | None = Field(
+        DEFAULT_IVY_SETTINGS,
+        description="Ivy settings file (spark.jars.ivySettings) whose only resolver is Maven "
+        "Central; relative paths are taken from the working directory, then the project root. "
+        "None: Spark's own chain, which looks in ~/.m2 first (breaks where ~/.m2 holds a pom "
+        "without its jar).",
+    )
+    ivy_home: str = Field(
+        DEFAULT_IVY_HOME,
+        description="Ivy home for the resolved jars (spark.jars.ivy). Project-local, so a broken "
+        "user-wide Ivy cache cannot poison it; delete it to resolve afresh.",
     )
 
 

@@ -22,6 +22,8 @@ import pandas as pd
 import yaml
 
 from jobs.config import ConfigError, DescribeConfig
+from jobs.console import Reporter
+from jobs.progress import RowProgress, StatusCountsParam, counting_statuses, polling
 from jobs.delta_io import delta_table, latest_version, read_table
 from jobs import dedup
 from jobs import results as results_io
@@ -135,15 +137,18 @@ def pending_rows(
 
 
 def run_describe(
-    config: DescribeConfig, spark: "SparkSession", prompt: PromptSpec | None = None
+    config: DescribeConfig, spark: "SparkSession", prompt: PromptSpec | None = None,
+    reporter: Reporter | None = None,
 ) -> DescribeSummary:
-    """Describe every pending input row and commit results chunk by chunk.
+    """Describe every pending input row and commit results chunk by chunk; phases and row
+    progress go to ``reporter`` (default: the log).
 
     Raises:
         FlagRateExceeded: guardrail rates above ``config.max_flag_rate`` (results are written).
         TrackingError: MLflow failed and ``mlflow.on_error`` is ``fail`` (results are written).
     """
     prompt = prompt or resolve_prompt(config)
+    reporter = reporter or Reporter()
     tracker = RunTracker(config.mlflow)
     run_name = config.run_name or f"{prompt.key} {config.engine.recorded_model_id}"
     run_id = tracker.start(run_name, tags={"candid.job": "describe", "candid.prompt": prompt.key})
@@ -159,9 +164,11 @@ def run_describe(
     try:
         summary.rows_recovered = results_io.recover_staged(spark, config.results_table)
         sample = _describe_pending(
-            spark, config, build_task(config, prompt, run_id), summary, started
+            spark, config, build_task(config, prompt, run_id), summary, reporter
         )
         if config.source_column.enabled:
+            reporter.phase(f"[describe] writing {config.source_column.column_prefix}"
+                           f"{prompt.version} onto {config.input_table}")
             write_source_column(spark, config, prompt)
     except BaseException:
         # Committed chunks stay committed; the MLflow run must not stay RUNNING forever.
@@ -178,7 +185,7 @@ def run_describe(
 
 def _describe_pending(
     spark: "SparkSession", config: DescribeConfig, task: DescribeTask,
-    summary: DescribeSummary, started: float,
+    summary: DescribeSummary, reporter: Reporter,
 ) -> Any:
     """Copy results for already-described content, process the rest in chunks, then fan the
     representatives' results out to their duplicates. Returns a sample of staged rows."""
@@ -201,20 +208,30 @@ def _describe_pending(
             reused.where(F.col("run_id") == task.run_id), "image_id", "left_anti"
         )
         pending, duplicates = dedup.split_representatives(remaining)
-    chunks = _chunks_of(pending, config.chunk_size, summary)
+    to_describe = pending.count()
+    chunks = _chunks_of(pending, to_describe, config.chunk_size, summary)
+    reporter.phase(
+        f"[describe] {task.prompt.key} on {task.engine.recorded_model_id}: {summary.rows_in} "
+        f"input rows, {summary.rows_reused} copied from identical images, {to_describe} "
+        f"to describe in {summary.chunks} chunk(s)"
+    )
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.batch_size))
     sample: list[Any] = []
+    progress = reporter.rows(to_describe, "describe")
     for chunk, rows in enumerate(chunks):
         wanted = config.mlflow.sample_rows - sum(len(s) for s in sample)
         counts, flags, chunk_sample = _process_chunk(
-            spark, config, task, rows, config.results_table, chunk, wanted
+            spark, config, task, rows, config.results_table, chunk, wanted,
+            _progress_updater(progress, summary),
         )
         _add_counts(summary.status_counts, counts)
         _add_counts(summary.flag_counts, flags)
         summary.rows_processed += sum(counts.values())
         if chunk_sample is not None:
             sample.append(chunk_sample)
-        _log_progress(summary, chunk, started)
+        ok = summary.status_counts.get("ok", 0)
+        progress.update(summary.rows_processed, ok, sum(summary.status_counts.values()) - ok)
+    progress.close()
     if duplicates is not None:
         donors = results_for(spark, config, task.prompt)
         _add_reused(summary, dedup.copy_from_donors(
@@ -223,11 +240,12 @@ def _describe_pending(
     return pd.concat(sample, ignore_index=True) if sample else None
 
 
-def _chunks_of(pending: "DataFrame", chunk_size: int, summary: DescribeSummary) -> list["DataFrame"]:
+def _chunks_of(
+    pending: "DataFrame", count: int, chunk_size: int, summary: DescribeSummary
+) -> list["DataFrame"]:
     """Deterministic chunks by a hash of image_id: the same rows land in the same chunk."""
     from pyspark.sql import functions as F
 
-    count = pending.count()
     summary.chunks = max(1, math.ceil(count / chunk_size)) if count else 0
     if not count:
         return []
@@ -268,15 +286,17 @@ def check_flag_rates(spark: "SparkSession", config: DescribeConfig, summary: Des
 
 def _process_chunk(
     spark: "SparkSession", config: DescribeConfig, task: DescribeTask, rows: "DataFrame",
-    results_table: str, chunk: int, sample_rows: int,
+    results_table: str, chunk: int, sample_rows: int, on_counts,
 ) -> tuple[dict[str, int], dict[str, int], Any]:
-    """Run the engine on one chunk and commit it (``results_io.commit_chunk``)."""
+    """Run the engine on one chunk and commit it (``results_io.commit_chunk``); while it runs,
+    ``on_counts`` gets the statuses of the rows that finished tasks described."""
     from pyspark.sql import functions as F
 
     partitions = config.partitions or spark.sparkContext.defaultParallelism
+    counts = spark.sparkContext.accumulator({}, StatusCountsParam())
     described = (
         rows.select("image_id", "path", "attempts").repartition(partitions, "image_id")
-        .mapInPandas(make_describe_fn(task), schema=result_schema_ddl())
+        .mapInPandas(counting_statuses(make_describe_fn(task), counts), schema=result_schema_ddl())
         .withColumn("written_at", F.current_timestamp())
         .withColumn("chunk", F.lit(chunk).cast("int"))
     )
@@ -288,6 +308,7 @@ def _process_chunk(
     done = results_io.commit_chunk(
         spark, described, results_table, task.run_id, chunk,
         count_flags=True, sample_rows=sample_rows,
+        watch_staging=lambda: polling(lambda: dict(counts.value), on_counts),
     )
     return done.counts, done.flags, done.sample
 
@@ -402,17 +423,16 @@ def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
         total[key] = total.get(key, 0) + int(value)
 
 
-def _log_progress(summary: DescribeSummary, chunk: int, started: float) -> None:
-    elapsed = time.perf_counter() - started
-    done = summary.rows_processed
-    rate = done / elapsed if elapsed > 0 else 0.0
-    remaining = summary.rows_pending - done
-    eta = remaining / rate if rate > 0 else float("nan")
-    log.info(
-        "chunk %d/%d committed: %d/%d rows (%.1f rows/s, ETA %.0fs)",
-        chunk + 1, summary.chunks, done, summary.rows_pending, rate, eta,
-    )
+def _progress_updater(progress: RowProgress, summary: DescribeSummary):
+    """Moves the progress line with the statuses the chunk's finished tasks report."""
+    base_ok = summary.status_counts.get("ok", 0)
+    base_all = sum(summary.status_counts.values())
 
+    def update(counts: dict[str, int]) -> None:
+        done, ok = sum(counts.values()), counts.get("ok", 0)
+        progress.update(summary.rows_processed + done, base_ok + ok, base_all - base_ok + done - ok)
+
+    return update
 
 def main(argv: list[str] | None = None) -> int:
     """``spark-submit jobs/describe.py --config FILE [--set k=v ...]``."""

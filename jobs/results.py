@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -144,11 +144,14 @@ class CommittedChunk:
 def commit_chunk(
     spark: "SparkSession", rows: "DataFrame", results_table: str, run_id: str, chunk: int,
     count_flags: bool = False, sample_rows: int = 0,
+    watch_staging: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> CommittedChunk:
-    """The whole protocol for one chunk: stage ``rows`` (the only action that evaluates them),
-    count what was staged, MERGE it into the results table, and drop the staged partition."""
+    """The whole protocol for one chunk: stage ``rows`` (the only action that evaluates them,
+    inside ``watch_staging()``, e.g. a progress watcher), count what was staged, MERGE it into
+    the results table, and drop the staged partition."""
     staging = staging_table_for(results_table)
-    stage_chunk(rows, staging, run_id, chunk)
+    with watch_staging():
+        stage_chunk(rows, staging, run_id, chunk)
     staged = read_staged(spark, staging, run_id, chunk)
     done = CommittedChunk(counts=status_counts(staged))
     if count_flags:

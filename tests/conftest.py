@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from jobs.cli import prepare_process_env
 
@@ -15,6 +16,30 @@ TEST_BUILD = REPO / "build" / "test"
 LOCAL_PROFILE = REPO / "conf" / "spark" / "local.yaml"
 PROMPT_DIR = REPO / "conf" / "prompts"
 TINY_KV_CACHE_BYTES = 64 << 20
+
+# CI (.ci/run sets HYPOTHESIS_PROFILE=ci) draws the same examples on every run, so a failure
+# there is reproducible; locally hypothesis explores new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# Markers follow from what a test starts: its folder, or the session fixtures it uses.
+_FOLDER_MARKERS = {"spark": "spark", "e2e": "e2e"}
+_FIXTURE_MARKERS = {"spark": "spark", "vllm_engine": "engine", "hf_engine": "engine"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        wanted = {_FOLDER_MARKERS[folder]} if folder in _FOLDER_MARKERS else set()
+        wanted |= {m for f, m in _FIXTURE_MARKERS.items() if f in getattr(item, "fixturenames", ())}
+        if folder == "unit" and wanted:
+            raise pytest.UsageError(
+                f"{item.nodeid} is a unit test but starts {sorted(wanted)}: move it to tests/spark "
+                "or tests/e2e"
+            )
+        for marker in wanted - {m.name for m in item.iter_markers()}:
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +73,12 @@ def spark(tmp_path_factory):
     )
     scratch = tmp_path_factory.mktemp("spark")
     session = build_spark(SparkSettings(
-        profile=str(LOCAL_PROFILE), app_name="candid-tests",
+        profile=str(LOCAL_PROFILE), app_name="candid-tests", ivy_home=str(REPO / "build" / "ivy"),
         conf={
             "spark.sql.warehouse.dir": str(scratch / "warehouse"),
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch}",
         },
-    ))
+    ), log_file=TEST_BUILD / "logs" / f"spark-{os.getpid()}.log")
     yield session
     session.stop()
 

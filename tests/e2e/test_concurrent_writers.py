@@ -28,6 +28,8 @@ RUNS = {"a": "v2", "b": "v2"}
 CONFLICT_GAVE_UP = "another writer changed the table"
 
 
+# The runs themselves are killed after 420 s (with their logs in the failure message).
+@pytest.mark.timeout(540)
 def test_concurrent_runs_leave_exactly_one_row_per_key(spark, tmp_path):
     make_sample_images(tmp_path / "img", count=IMAGES, seed=31)
     barrier = tmp_path / "barrier"

@@ -32,6 +32,15 @@ def _demo_args(tmp_path, tiny_model_dir):
 def test_demo_twice_then_a_malformed_config(tmp_path, tiny_model_dir):
     first = _run(_demo_args(tmp_path, tiny_model_dir), tmp_path)
     assert first.returncode == 0, first.stderr[-4000:]
+    # A console a person can read: the log's path first, a few lines per phase, the summary
+    # last; Spark's and Ivy's output went to the log file, not to the terminal.
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith("log: build/logs/") and lines[0].endswith("-demo/candid.log")
+    assert len(lines) <= 40 and first.stderr == ""
+    assert lines[-1].startswith("  browse: mlflow ui")
+    log_text = (REPO / lines[0].removeprefix("log: ")).read_text()
+    assert "Ivy Default Cache set to" in log_text and "[describe] describe/v2" in log_text
+    assert "Ivy Default Cache" not in first.stdout + first.stderr
     assert f"results table: {tmp_path / 'demo' / 'tables' / 'descriptions'}" in first.stdout
     assert "statuses: ok=6" in first.stdout
     run_id = re.search(r"MLflow run: (\w+)", first.stdout).group(1)
