@@ -36,11 +36,11 @@ PLAIN_COMMANDS = frozenset({"submit-args"})
 def prepare_process_env(build_dir: str = "build") -> None:
     """Process-level settings for vLLM and its caches, before Spark starts (executors in local
     mode inherit them). ``setdefault``: a cluster's own environment wins."""
+    from udfs.engines.vllm_env import apply_vllm_env
+
+    apply_vllm_env()
     root = Path(build_dir).resolve()
     defaults = {
-        # The engine runs inside the Python worker: no child processes to outlive it.
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        "VLLM_NO_USAGE_STATS": "1",
         "VLLM_CACHE_ROOT": str(root / "cache" / "vllm"),
         "TRITON_CACHE_DIR": str(root / "cache" / "triton"),
         "TORCHINDUCTOR_CACHE_DIR": str(root / "cache" / "inductor"),
@@ -52,17 +52,19 @@ def prepare_process_env(build_dir: str = "build") -> None:
 
 @dataclass(frozen=True)
 class Context:
-    """What a command handler prints to and where the JVM it starts writes its log."""
+    """What a command handler prints to, where the JVM it starts writes its log, and the
+    engine factory a library caller or test injects (None: the backend registry)."""
 
     reporter: Reporter
     out: TextIO
     err: TextIO
     log_path: Path | None = None
+    make_engine: Callable | None = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def spark(self, settings: SparkSettings) -> "SparkSession":
+    def spark(self, settings: SparkSettings) -> SparkSession:
         from jobs.spark_session import build_spark
 
         self.reporter.phase(f"[spark] starting ({_spark_start_note(settings)})")
@@ -86,6 +88,24 @@ def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one config field, e.g. --set batch_size=32 --set engine.dtype=bfloat16",
     )
+
+
+def _add_replace_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--replace", action="store_true",
+        help="describe again the rows of this prompt version and model that another run "
+        "fingerprint made (changed prompt text, sampling, model revision...); the results "
+        "table's Delta history keeps the old rows",
+    )
+
+
+def _config_from(args: argparse.Namespace, model: type = DescribeConfig, extra=()):
+    """The command's config: file, the command's own defaults (``extra``), --set overrides,
+    then flags that are config fields; later wins."""
+    overrides = [*extra, *args.overrides]
+    if getattr(args, "replace", False):
+        overrides.append("replace=true")
+    return load_config(model, args.config, overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     describe = sub.add_parser("describe", help="describe the input table's images into Delta")
     _add_config_args(describe)
+    _add_replace_arg(describe)
 
     status = sub.add_parser("status", help="done / failed / pending rows, from Delta alone")
     _add_config_args(status)
@@ -135,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--sample", type=int, default=200, help="about this many images")
     compare.add_argument("--out", default="build/compare", help="folder for tables and the page")
     compare.add_argument("--seed", type=int, default=0, help="sample seed")
+    _add_replace_arg(compare)
 
     review = sub.add_parser("review", help="offline HTML review page of a describe run")
     _add_config_args(review)
@@ -145,21 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, make_engine: Callable | None = None) -> int:
     """Run one command. Its output beyond a few lines per phase goes to a log file under
-    build/logs/ (printed first); errors are one line on stderr with the log's path."""
+    build/logs/ (printed first); errors are one line on stderr with the log's path.
+
+    ``make_engine``: ``(EngineSettings, ImageSettings) -> Engine`` for the describing commands
+    (pickled to the executors); None picks the backend the config names.
+    """
     args = build_parser().parse_args(argv)
     if args.command in PLAIN_COMMANDS:
         return _run_command(args, Context(Reporter(), sys.stdout, sys.stderr))
     with run_log(args.command, args.verbose) as run:
-        context = Context(ConsoleReporter(run.out), run.out, run.err, run.path)
+        context = Context(ConsoleReporter(run.out), run.out, run.err, run.path, make_engine)
         context.say(f"log: {_shown(run.path)}")
         return _run_command(args, context)
 
 
 def _run_command(args: argparse.Namespace, context: Context) -> int:
-    from jobs.describe import FlagRateExceeded
-    from jobs.results import ConcurrentWriteError
+    from jobs.delta_io import ConcurrentWriteError
+    from jobs.run_report import FlagRateExceeded
     from jobs.spark_session import SparkStartError
     from jobs.tracking import TrackingError
 
@@ -217,7 +243,7 @@ def _cmd_make_tiny_model(args: argparse.Namespace, context: Context) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
-    config = load_config(IngestConfig, args.config, args.overrides)
+    config = _config_from(args, IngestConfig)
     prepare_process_env()
     from jobs.ingest import run_ingest
 
@@ -228,18 +254,22 @@ def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
-    config = load_config(DescribeConfig, args.config, args.overrides)
+    config = _config_from(args)
     prepare_process_env()
-    from jobs.describe import resolve_prompt, run_describe
+    from jobs.describe import run_describe
+    from jobs.prompt_store import resolve_prompt
 
-    prompt = resolve_prompt(config)  # before Spark starts: a bad prompt fails in a second
-    summary = run_describe(config, context.spark(config.spark), prompt, context.reporter)
+    # Before Spark starts: a bad prompt fails in a second.
+    prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
+    summary = run_describe(
+        config, context.spark(config.spark), prompt, context.reporter, context.make_engine
+    )
     _print_describe_summary(summary, config, context)
     return 0
 
 
 def _cmd_status(args: argparse.Namespace, context: Context) -> int:
-    config = load_config(DescribeConfig, args.config, args.overrides)
+    config = _config_from(args)
     prepare_process_env()
     from jobs.status import format_status, read_status
 
@@ -250,31 +280,31 @@ def _cmd_status(args: argparse.Namespace, context: Context) -> int:
 def _cmd_submit_args(args: argparse.Namespace, context: Context) -> int:
     from jobs.spark_session import submit_args
 
-    config = load_config(DescribeConfig, args.config, args.overrides)
+    config = _config_from(args)
     context.say(" ".join(submit_args(config.spark)))
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
-    config = load_config(DescribeConfig, args.config, args.overrides)
+    config = _config_from(args)
     versions = [v.strip() for v in args.prompts.split(",") if v.strip()]
     if len(versions) < 2 or args.sample < 1:
         raise ConfigError("--prompts needs at least two versions and --sample at least 1")
     prepare_process_env()
     from jobs.compare import run_compare
-    from jobs.describe import resolve_prompt
-    from jobs.config import PromptRef
+    from jobs.prompt_store import resolve_version
 
     for version in versions:  # every prompt checked before Spark starts
-        resolve_prompt(config.model_copy(update={"prompt": PromptRef(version=version, dir=config.prompt.dir)}))
+        resolve_version(config.prompt, version, config.mlflow.tracking_uri)
     summary = run_compare(
         config, versions, args.sample, args.out, context.spark(config.spark), args.seed,
-        context.reporter,
+        context.reporter, context.make_engine,
     )
     context.say(f"compared {', '.join(versions)} on {summary.sample_rows} sampled images")
     for key, figures in summary.per_prompt.items():
-        rates = ", ".join(f"{k}={v:.0%}" for k, v in sorted(figures["flag_rates"].items())) or "none"
-        context.say(f"  {key} (hash {figures['prompt_hash']}): ok {figures['ok']}/{figures['rows']}; flags: {rates}")
+        rates = ", ".join(f"{k}={v:.0%}" for k, v in figures.tally.flag_rates().items()) or "none"
+        context.say(f"  {key} (fingerprint {figures.fingerprint}): ok "
+                    f"{figures.tally.ok}/{figures.tally.rows}; flags: {rates}")
     context.say(f"side-by-side table: {summary.out_dir}/side_by_side")
     context.say(f"review page: {summary.html_path}")
     context.say(f"MLflow run: {summary.run_id}")
@@ -282,7 +312,7 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
 
 
 def _cmd_review(args: argparse.Namespace, context: Context) -> int:
-    config = load_config(DescribeConfig, args.config, args.overrides)
+    config = _config_from(args)
     prepare_process_env()
     from jobs.review import run_review
 
@@ -302,16 +332,17 @@ def _cmd_demo(args: argparse.Namespace, context: Context) -> int:
     tables = workdir / "tables"
     overrides = [
         f"input_table={tables / 'images'}", f"results_table={tables / 'descriptions'}",
-        f"engine.model={args.model_dir}", *args.overrides,
+        f"engine.model={args.model_dir}",
     ]
-    config = load_config(DescribeConfig, args.config, overrides)
+    config = _config_from(args, extra=overrides)
     prepare_process_env()
     from jobs.demo import make_sample_images
-    from jobs.describe import resolve_prompt, run_describe
+    from jobs.describe import run_describe
     from jobs.ingest import run_ingest
+    from jobs.prompt_store import resolve_prompt
     from jobs.tiny_model import make_tiny_model
 
-    prompt = resolve_prompt(config)
+    prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
     make_tiny_model(args.model_dir)
     samples = make_sample_images(workdir / "images", count=args.images)
     context.say(f"[demo] {len(samples.paths)} sample images in {samples.folder}; "
@@ -321,27 +352,30 @@ def _cmd_demo(args: argparse.Namespace, context: Context) -> int:
     ingested = run_ingest(ingest, spark)
     context.say(f"[demo] input table {ingested.table}: {ingested.table_rows} rows "
                 f"({ingested.inserted} new)")
-    summary = run_describe(config, spark, prompt, context.reporter)
+    summary = run_describe(config, spark, prompt, context.reporter, context.make_engine)
     _print_describe_summary(summary, config, context)
     return 0
 
 
 def _print_describe_summary(summary, config: DescribeConfig, context: Context) -> None:
     say = context.say
-    counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.status_counts.items())) or "none"
     say(f"results table: {summary.results_table}")
-    say(f"  prompt {summary.prompt} (hash {summary.prompt_hash}), model {summary.model}")
+    say(f"  prompt {summary.prompt} (hash {summary.prompt_hash}), model {summary.model}, "
+        f"run fingerprint {summary.fingerprint}")
     say(f"  input rows {summary.rows_in}, processed now {summary.rows_processed} "
-        f"in {summary.seconds:.1f}s ({summary.images_per_s:.2f} images/s), statuses: {counts}")
-    table_counts = ", ".join(f"{k}={v}" for k, v in sorted(summary.table_status_counts.items()))
+        f"in {summary.seconds:.1f}s ({summary.images_per_s:.2f} images/s), "
+        f"statuses: {summary.tally.describe_statuses()}")
     say(f"  rows in the results table for this prompt and model: "
-        f"{sum(summary.table_status_counts.values())} ({table_counts or 'none'})")
+        f"{summary.table_tally.rows} ({summary.table_tally.describe_statuses()})")
+    if summary.rows_replaced:
+        say(f"  replaced {summary.rows_replaced} rows of other fingerprints (Delta version "
+            f"{summary.results_version_before} of the results table still has them)")
     if summary.rows_recovered:
         say(f"  recovered {summary.rows_recovered} staged rows from an interrupted run")
     if summary.registered_prompt:
         say(f"  prompt registered as {summary.registered_prompt}")
     if config.mlflow.enabled:
-        from jobs.tracking import redact_text
+        from jobs.redaction import redact_text
 
         uri = redact_text(config.mlflow.tracking_uri)
         say(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")

@@ -14,18 +14,22 @@ so results are resumable and carry full provenance), then writes:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.config import DescribeConfig, PromptRef, SourceColumnSettings
 from jobs.console import Reporter
 from jobs.delta_io import read_table, table_exists
-from jobs.describe import DescribeSummary, resolve_prompt, run_describe
+from jobs.describe import run_describe
+from jobs.describe_run import DescribeSummary, identify_run
+from jobs.prompt_store import resolve_version
+from jobs.results import fingerprint_counts, tally
 from jobs.review_page import PromptColumn, review_rows_from_records, write_review_page
 from jobs.tracking import RunTracker
-from udfs import guardrails
 from udfs.prompts import PromptSpec
+from udfs.tally import Tally
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -34,7 +38,21 @@ log = logging.getLogger("candid.compare")
 
 # Longest original side, in pixels, that closes each size bucket.
 SIZE_BUCKETS = ((64, "tiny<=64"), (128, "small<=128"), (256, "thumb<=256"))
-SIDE_BY_SIDE_FIELDS = ("status", "description", "guardrail_flags", "finish_reason", "completion_tokens")
+SIDE_BY_SIDE_FIELDS = (
+    "status", "description", "guardrail_flags", "finish_reason", "completion_tokens",
+)
+
+
+@dataclass(frozen=True)
+class PromptFigures:
+    """One prompt version over the whole sample (rows an earlier compare run described
+    included: a rerun describes nothing new, and its figures must not come out empty)."""
+
+    prompt_hash: str
+    fingerprint: str
+    run_id: str
+    tally: Tally
+    fingerprints: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,10 +62,10 @@ class CompareSummary:
     out_dir: str
     run_id: str
     html_path: str
-    per_prompt: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_prompt: dict[str, PromptFigures] = field(default_factory=dict)
 
 
-def stratum_column(inputs: "DataFrame", metrics: "DataFrame | None"):
+def stratum_column(inputs: DataFrame, metrics: DataFrame | None):
     """``inputs`` with a ``stratum`` column: source | size bucket | visibility."""
     from pyspark.sql import functions as F
 
@@ -66,8 +84,8 @@ def stratum_column(inputs: "DataFrame", metrics: "DataFrame | None"):
 
 
 def stratified_sample(
-    inputs: "DataFrame", metrics: "DataFrame | None", size: int, seed: int = 0
-) -> "DataFrame":
+    inputs: DataFrame, metrics: DataFrame | None, size: int, seed: int = 0
+) -> DataFrame:
     """About ``size`` rows, each stratum represented in proportion and by at least one row;
     deterministic for a seed (rows ordered by a hash of image_id within a stratum)."""
     from pyspark.sql import Window
@@ -89,7 +107,7 @@ def stratified_sample(
     )
 
 
-def latest_metrics(spark: "SparkSession", results_table: str) -> "DataFrame | None":
+def latest_metrics(spark: SparkSession, results_table: str) -> DataFrame | None:
     """Per image, the evidence metrics of any earlier result row (they do not depend on the
     prompt), or None when there is no results table yet."""
     from pyspark.sql import functions as F
@@ -105,7 +123,7 @@ def latest_metrics(spark: "SparkSession", results_table: str) -> "DataFrame | No
     )
 
 
-def side_by_side(results: "DataFrame", prompts: list[PromptSpec]) -> "DataFrame":
+def side_by_side(results: DataFrame, prompts: list[PromptSpec]) -> DataFrame:
     """One row per image; ``<field>_<version>`` columns for each prompt."""
     from pyspark.sql import functions as F
 
@@ -121,45 +139,47 @@ def side_by_side(results: "DataFrame", prompts: list[PromptSpec]) -> "DataFrame"
 
 def run_compare(
     config: DescribeConfig, versions: list[str], sample_size: int, out_dir: str,
-    spark: "SparkSession", seed: int = 0, reporter: Reporter | None = None,
+    spark: SparkSession, seed: int = 0, reporter: Reporter | None = None,
+    make_engine: Callable | None = None,
 ) -> CompareSummary:
     """Sample, describe with each version, and write the side-by-side table and review page."""
     out = Path(out_dir).resolve()
-    prompts = [
-        resolve_prompt(config.model_copy(update={"prompt": PromptRef(version=v, dir=config.prompt.dir)}))
-        for v in versions
-    ]
+    prompts = [resolve_version(config.prompt, v, config.mlflow.tracking_uri) for v in versions]
     sample = stratified_sample(
         read_table(spark, config.input_table), latest_metrics(spark, config.results_table),
         sample_size, seed,
     )
-    sample.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(out / "sample"))
+    _overwrite(sample, out / "sample")
     reporter = reporter or Reporter()
     reporter.phase(f"[compare] sample of {read_table(spark, str(out / 'sample')).count()} "
                    f"images in {out / 'sample'}")
-    summaries = [_describe_sample(config, prompt, out, spark, reporter) for prompt in prompts]
-    results = read_table(spark, str(out / "results")).join(
-        read_table(spark, str(out / "sample")).select("image_id"), "image_id", "left_semi"
-    )
+    sampled = read_table(spark, str(out / "sample")).select("image_id")
+    per_prompt = {}
+    for prompt in prompts:
+        canary = _canary_config(config, prompt, out)
+        described = run_describe(canary, spark, prompt, reporter, make_engine)
+        per_prompt[prompt.key] = _prompt_figures(spark, canary, prompt, described, sampled)
+    results = read_table(spark, str(out / "results")).join(sampled, "image_id", "left_semi")
     table = side_by_side(results, prompts)
-    table.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(out / "side_by_side"))
+    _overwrite(table, out / "side_by_side")
     tracker = RunTracker(config.mlflow)
     run_id = tracker.start(f"compare {','.join(versions)}", {"candid.job": "compare"})
     records = [r.asDict() for r in results.orderBy("image_id").collect()]
-    html = _write_page(records, prompts, summaries, out, run_id, config)
-    per_prompt = {s.prompt: _prompt_figures(s, records) for s in summaries}
-    _log_compare(tracker, per_prompt, summaries, table, html)
+    html = _write_page(records, prompts, per_prompt, out, run_id, config)
+    _log_compare(tracker, per_prompt, table, html)
     return CompareSummary(
         versions=versions, sample_rows=read_table(spark, str(out / "sample")).count(),
         out_dir=str(out), run_id=run_id, html_path=html, per_prompt=per_prompt,
     )
 
 
-def _describe_sample(
-    config: DescribeConfig, prompt: PromptSpec, out: Path, spark: "SparkSession",
-    reporter: Reporter,
-) -> DescribeSummary:
-    canary = config.model_copy(update={
+def _overwrite(frame: DataFrame, path: Path) -> None:
+    frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(path))
+
+
+def _canary_config(config: DescribeConfig, prompt: PromptSpec, out: Path) -> DescribeConfig:
+    """The describe config for one prompt on the sample, into the compare folder."""
+    return config.model_copy(update={
         "input_table": str(out / "sample"),
         "results_table": str(out / "results"),
         "prompt": PromptRef(version=prompt.version, name=prompt.name, dir=config.prompt.dir),
@@ -167,30 +187,33 @@ def _describe_sample(
         "max_flag_rate": {},
         "run_name": f"compare {prompt.key}",
     })
-    return run_describe(canary, spark, prompt, reporter)
 
 
-def _prompt_figures(summary: DescribeSummary, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Figures over the whole sample for one prompt, including rows described by an earlier
-    compare run (a rerun describes nothing new, and its figures must not come out empty)."""
-    mine = [r for r in records if f"{r['prompt_name']}/{r['prompt_version']}" == summary.prompt]
-    ok = [r for r in mine if r["status"] == "ok"]
-    return {
-        "prompt_hash": summary.prompt_hash, "run_id": summary.run_id, "rows": len(mine),
-        "ok": len(ok),
-        "flag_rates": guardrails.flag_rates([r["guardrail_flags"] for r in ok], len(ok)) if ok else {},
-    }
+def _prompt_figures(
+    spark: SparkSession, canary: DescribeConfig, prompt: PromptSpec,
+    described: DescribeSummary, sampled: DataFrame,
+) -> PromptFigures:
+    rows = identify_run(canary, prompt).scope.rows(spark).join(sampled, "image_id", "left_semi")
+    return PromptFigures(
+        prompt_hash=described.prompt_hash, fingerprint=described.fingerprint,
+        run_id=described.run_id, tally=tally(rows),
+        fingerprints={fp or "unknown": n for fp, n in fingerprint_counts(rows).items()},
+    )
 
 
-def _write_page(records, prompts, summaries, out: Path, run_id: str, config) -> str:
+def _write_page(
+    records: list[dict[str, Any]], prompts: list[PromptSpec],
+    per_prompt: dict[str, PromptFigures], out: Path, run_id: str, config: DescribeConfig,
+) -> str:
     columns = [
-        PromptColumn(key=p.key, prompt_hash=p.content_hash(), description=p.description)
+        PromptColumn(key=p.key, prompt_hash=p.content_hash(), description=p.description,
+                     stats=per_prompt[p.key].tally, fingerprints=per_prompt[p.key].fingerprints)
         for p in prompts
     ]
     facts = {
         "compare run": run_id, "model": config.engine.recorded_model_id,
         "input table": config.input_table, "sample": str(out / "sample"),
-        "describe runs": {s.prompt: s.run_id for s in summaries},
+        "describe runs": {key: figures.run_id for key, figures in per_prompt.items()},
     }
     return write_review_page(
         out / "review.html", f"Candid prompt comparison: {', '.join(p.key for p in prompts)}",
@@ -198,22 +221,33 @@ def _write_page(records, prompts, summaries, out: Path, run_id: str, config) -> 
     )
 
 
-def _log_compare(tracker: RunTracker, per_prompt, summaries, table, html: str) -> None:
+def _log_compare(
+    tracker: RunTracker, per_prompt: dict[str, PromptFigures], table: DataFrame, html: str
+) -> None:
     import json
 
     metrics: dict[str, float] = {}
+    params: dict[str, str] = {}
     for key, figures in per_prompt.items():
         version = key.split("/")[-1]
-        metrics[f"{version}.ok_rate"] = figures["ok"] / figures["rows"] if figures["rows"] else 0.0
-        for flag, rate in figures["flag_rates"].items():
+        rows = figures.tally.rows
+        metrics[f"{version}.ok_rate"] = figures.tally.ok / rows if rows else 0.0
+        for flag, rate in figures.tally.flag_rates().items():
             metrics[f"{version}.flag_rate.{flag}"] = rate
-    tracker.log_params({f"prompt_hash.{k.split('/')[-1]}": v["prompt_hash"] for k, v in per_prompt.items()})
+        params[f"prompt_hash.{version}"] = figures.prompt_hash
+        params[f"run_fingerprint.{version}"] = figures.fingerprint
+    tracker.log_params(params)
     tracker.log_metrics(metrics)
     frame = table.toPandas()
     for column in frame.columns:
         if column.startswith("guardrail_flags_"):
-            frame[column] = frame[column].map(lambda v: json.dumps(list(v)) if v is not None else None)
+            frame[column] = frame[column].map(
+                lambda v: json.dumps(list(v)) if v is not None else None
+            )
     tracker.log_table(frame, "comparison/side_by_side.json")
-    tracker.log_text(json.dumps(per_prompt, indent=2), "comparison/per_prompt.json")
+    tracker.log_text(
+        json.dumps({k: asdict(v) for k, v in per_prompt.items()}, indent=2, default=dict),
+        "comparison/per_prompt.json",
+    )
     tracker.log_artifact(html, "review")
     tracker.finish("FINISHED")

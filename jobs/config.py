@@ -13,7 +13,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from udfs.engines.cache import DEFAULT_FACTORY
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings, StrictModel
 
 DEFAULT_PROMPT_DIR = "conf/prompts"
@@ -143,8 +142,19 @@ class DescribeConfig(StrictModel):
     )
     batch_size: int = Field(
         16, ge=1, le=4096,
-        description="Images per generate call (and per Arrow batch). Larger batches keep a GPU "
-        "busier; smaller ones lose less work when a batch fails.",
+        description="Rows per Arrow batch between Spark and the Python worker, and images per "
+        "generate call for engines without streaming (transformers). Not a throughput knob for "
+        "vLLM, which keeps engine.max_num_seqs requests in flight whatever this is.",
+    )
+    prep_threads: int = Field(
+        2, ge=0, le=32,
+        description="Threads per Python worker that read, decode and resize upcoming images "
+        "while the engine works (0: decode inline). Each costs a share of a core.",
+    )
+    max_waiting_images: int = Field(
+        64, ge=1,
+        description="Cap on decoded images waiting for the engine per worker (bounded memory: a "
+        "resized thumbnail is ~0.5 MB); enough to refill the engine as requests finish.",
     )
     partitions: int | None = Field(
         None, ge=1,
@@ -174,8 +184,12 @@ class DescribeConfig(StrictModel):
         description="Guardrail id -> highest acceptable share of this run's ok outputs with that "
         "flag (0-1). Above it the job exits non-zero after writing results, listing examples.",
     )
-    engine_factory: str = Field(
-        DEFAULT_FACTORY, description="Advanced: 'module:function' that builds the engine."
+    replace: bool = Field(
+        False,
+        description="Describe again the rows of this prompt version and model that another run "
+        "fingerprint made (the prompt text, sampling, model revision, dtype or pixel bounds "
+        "changed). Off: such a run refuses to start. The table's Delta history keeps the old "
+        "rows.",
     )
     run_name: str | None = Field(None, description="MLflow run name; default derived.")
 
@@ -184,14 +198,9 @@ class DescribeConfig(StrictModel):
     @field_validator("max_flag_rate")
     @classmethod
     def _known_flags_and_rates(cls, value: dict[str, float]) -> dict[str, float]:
-        from udfs.guardrails import GUARDRAILS
+        from udfs.guardrails import check_max_flag_rate
 
-        unknown = sorted(set(value) - set(GUARDRAILS))
-        if unknown:
-            raise ValueError(f"unknown guardrail id(s) {unknown}; known: {sorted(GUARDRAILS)}")
-        out_of_range = {k: v for k, v in value.items() if not 0.0 <= v <= 1.0}
-        if out_of_range:
-            raise ValueError(f"rates must be within [0, 1], got {out_of_range}")
+        check_max_flag_rate(value)
         return value
 
 
@@ -218,7 +227,7 @@ class IngestConfig(StrictModel):
     _absolute_table = field_validator("table")(absolute_table_ref)
 
     @model_validator(mode="after")
-    def _extensions_are_suffixes(self) -> "IngestConfig":
+    def _extensions_are_suffixes(self) -> IngestConfig:
         bad = [e for e in self.extensions if not e.startswith(".")]
         if bad:
             raise ValueError(f"extensions must start with '.', got {bad}")

@@ -11,26 +11,73 @@ Two moments use it:
 
 A copy keeps its own image_id, path and attempts, gets this run's run_id and a fresh
 written_at, and names its donor in ``reused_from``. Copies go through the same staging + MERGE
-protocol as described rows (``jobs.results``), so they are crash-safe and idempotent.
+protocol as described rows (``jobs.staging``), so they are crash-safe and idempotent. Donors
+are rows of the run's own fingerprint only (``ResultScope.current``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jobs import results as results_io
+from jobs.delta_io import latest_version
+from jobs.describe_run import DescribeRun
+from jobs.planning import HASH, PendingPlan
+from jobs.staging import commit_chunk
+from udfs.tally import Tally
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-HASH = "content_sha256"
 # Staging partitions for copies (real chunks are numbered from 0).
 REUSE_CHUNK = -1
 FANOUT_CHUNK = -2
 _OWN_COLUMNS = ("image_id", "path", "attempts", "run_id", "written_at", "reused_from")
 
 
-def split_representatives(pending: "DataFrame") -> tuple["DataFrame", "DataFrame"]:
+def reuse_identical(
+    spark: SparkSession, run: DescribeRun, plan: PendingPlan
+) -> tuple[DataFrame, DataFrame | None]:
+    """Copy earlier ok results of identical bytes onto pending rows, then split what is left
+    into (rows to describe, duplicates to copy once their representative is described)."""
+    from pyspark.sql import functions as F
+
+    if HASH not in plan.pending.columns or not run.summary.rows_pending:
+        return plan.pending, None
+    donors = _current_rows(spark, run, plan.results_version).where(F.col("status") == "ok")
+    _count_reused(run, copy_from_donors(
+        spark, donors, plan.pending, run.scope.table, run.task.run_id, REUSE_CHUNK))
+    # At a fixed version: ``duplicates`` is evaluated again after the chunks commit, and must
+    # not see the representatives described meanwhile (they would drop out of the ranking and
+    # a duplicate would become a representative that nobody describes).
+    after_copies = latest_version(spark, run.scope.table)
+    copied = _current_rows(spark, run, after_copies).where(F.col("run_id") == run.task.run_id)
+    remaining = plan.pending.join(copied.select("image_id"), "image_id", "left_anti")
+    return split_representatives(remaining)
+
+
+def fan_out_duplicates(spark: SparkSession, run: DescribeRun, duplicates: DataFrame | None) -> None:
+    """Give each duplicate its representative's result, whatever its status (the same bytes
+    fail the same way)."""
+    if duplicates is None:
+        return
+    _count_reused(run, copy_from_donors(
+        spark, _current_rows(spark, run), duplicates, run.scope.table, run.task.run_id,
+        FANOUT_CHUNK,
+    ))
+
+
+def _current_rows(spark: SparkSession, run: DescribeRun, version: int | None = None) -> DataFrame:
+    return run.scope.rows(spark, version).where(
+        run.scope.current(run.fingerprint, run.prompt.content_hash())
+    )
+
+
+def _count_reused(run: DescribeRun, copied: Tally) -> None:
+    run.summary.tally += copied
+    run.summary.rows_reused += copied.rows
+
+
+def split_representatives(pending: DataFrame) -> tuple[DataFrame, DataFrame]:
     """(representatives, duplicates): the smallest image_id of each hash represents it; rows
     without a hash represent themselves."""
     from pyspark.sql import Window
@@ -45,15 +92,15 @@ def split_representatives(pending: "DataFrame") -> tuple["DataFrame", "DataFrame
 
 
 def copy_from_donors(
-    spark: "SparkSession",
-    donors: "DataFrame",
-    targets: "DataFrame",
+    spark: SparkSession,
+    donors: DataFrame,
+    targets: DataFrame,
     results_table: str,
     run_id: str,
     chunk: int,
-) -> dict[str, int]:
+) -> Tally:
     """Give every target row (image_id, path, attempts, content_sha256) whose hash has a donor a
-    copy of the best donor's result (ok first, then newest). Returns status counts."""
+    copy of the best donor's result (ok first, then newest). Returns what was copied."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -73,4 +120,4 @@ def copy_from_donors(
         .withColumn("written_at", F.current_timestamp())
         .withColumn("chunk", F.lit(chunk).cast("int"))
     )
-    return results_io.commit_chunk(spark, copies, results_table, run_id, chunk).counts
+    return commit_chunk(spark, copies, results_table, run_id, chunk).tally

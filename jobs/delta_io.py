@@ -1,27 +1,47 @@
 """Delta table helpers: a table is named by a path (contains '/' or a URL scheme) or by a
-metastore name (``db.table``)."""
+metastore name (``db.table``). Writes that other jobs may race go through
+``with_concurrency_retries``; idempotent MERGEs through ``delta_txn``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("candid.delta")
+
+# Delta's optimistic-concurrency conflicts: another writer committed first; retrying is safe.
+DELTA_CONFLICTS = (
+    "DeltaConcurrentModificationException", "ConcurrentWriteException",
+    "MetadataChangedException", "ProtocolChangedException", "ConcurrentAppendException",
+    "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+)
+T = TypeVar("T")
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another writer kept winning the race for the table after all retries."""
 
 
 def is_path(ref: str) -> bool:
     return "/" in ref or "://" in ref
 
 
-def delta_table(spark: "SparkSession", ref: str) -> "DeltaTable":
+def delta_table(spark: SparkSession, ref: str) -> DeltaTable:
     from delta.tables import DeltaTable
 
     return DeltaTable.forPath(spark, ref) if is_path(ref) else DeltaTable.forName(spark, ref)
 
 
-def table_exists(spark: "SparkSession", ref: str) -> bool:
+def table_exists(spark: SparkSession, ref: str) -> bool:
     from delta.tables import DeltaTable
 
     if is_path(ref):
@@ -29,7 +49,7 @@ def table_exists(spark: "SparkSession", ref: str) -> bool:
     return spark.catalog.tableExists(ref)
 
 
-def has_log_folder(spark: "SparkSession", path: str) -> bool:
+def has_log_folder(spark: SparkSession, path: str) -> bool:
     """Whether ``path/_delta_log`` exists (through Hadoop's FileSystem, so any scheme works) -
     also while a creator has made the folder but not yet written its first commit."""
     jvm = spark.sparkContext._jvm
@@ -38,7 +58,7 @@ def has_log_folder(spark: "SparkSession", path: str) -> bool:
     return bool(filesystem.exists(log_path))
 
 
-def read_table(spark: "SparkSession", ref: str, version: int | None = None) -> "DataFrame":
+def read_table(spark: SparkSession, ref: str, version: int | None = None) -> DataFrame:
     """Read a Delta table, optionally at a fixed version (time travel)."""
     if not table_exists(spark, ref):
         raise FileNotFoundError(f"no Delta table at {ref!r}")
@@ -48,12 +68,12 @@ def read_table(spark: "SparkSession", ref: str, version: int | None = None) -> "
     return reader.load(ref) if is_path(ref) else reader.table(ref)
 
 
-def latest_version(spark: "SparkSession", ref: str) -> int:
+def latest_version(spark: SparkSession, ref: str) -> int:
     return int(delta_table(spark, ref).history(1).select("version").first()[0])
 
 
 def create_table_if_missing(
-    spark: "SparkSession", ref: str, schema_ddl: str, partition_by: Sequence[str] = ()
+    spark: SparkSession, ref: str, schema_ddl: str, partition_by: Sequence[str] = ()
 ) -> None:
     """Create an empty Delta table with ``schema_ddl`` unless one exists (racing creators are
     fine: createIfNotExists is atomic in the Delta log)."""
@@ -66,3 +86,68 @@ def create_table_if_missing(
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
     builder.execute()
+
+
+@contextmanager
+def delta_txn(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
+    """Make the Delta writes inside idempotent: a commit already made with (app_id, version)
+    is skipped. MERGE honours only these session confs (not writer options)."""
+    keys = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
+    spark.conf.set(keys[0], app_id)
+    spark.conf.set(keys[1], str(int(version)))
+    try:
+        yield
+    finally:
+        for key in keys:
+            spark.conf.unset(key)
+
+
+def with_concurrency_retries(
+    action: Callable[[], T],
+    what: str,
+    attempts: int = 6,
+    base_delay_s: float = 0.5,
+    also_retry: Callable[[BaseException], bool] | None = None,
+) -> T:
+    """Run ``action``, retrying Delta's concurrent-modification conflicts (and errors for which
+    ``also_retry`` is true) with jittered exponential backoff; after ``attempts`` raise
+    ``ConcurrentWriteError``."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as err:  # noqa: BLE001 - only conflicts are retried; see below
+            if not (_is_concurrent_modification(err) or (also_retry and also_retry(err))):
+                raise
+            if attempt == attempts:
+                raise ConcurrentWriteError(
+                    f"{what}: another writer changed the table {attempts} times in a row "
+                    f"({type(err).__name__}: {str(err).splitlines()[0]}); nothing of this chunk "
+                    "was committed - rerun the job to continue"
+                ) from err
+            delay = base_delay_s * (2 ** (attempt - 1)) * (1 + random.random())
+            log.warning("%s: concurrent write conflict, retry %d in %.1fs", what, attempt, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_concurrent_modification(err: BaseException) -> bool:
+    """True for Delta's commit conflicts. In delta-spark's Python API they share no base class
+    (``ConcurrentAppendException`` is *not* a ``DeltaConcurrentModificationException`` there,
+    unlike in Scala), so each is checked; the JVM class name is matched too, for a conflict
+    that reaches Python unconverted (a wrapped cause, Spark Connect)."""
+    try:
+        import delta.exceptions as delta_errors
+    except ImportError:  # pragma: no cover
+        delta_errors = None
+    classes = tuple(
+        getattr(delta_errors, name) for name in DELTA_CONFLICTS if hasattr(delta_errors, name)
+    )
+    if classes and isinstance(err, classes):
+        return True
+    text = f"{type(err).__name__}: {err}"
+    return any(f"io.delta.exceptions.{name}" in text for name in DELTA_CONFLICTS)
+
+
+def sql_str(value: str) -> str:
+    """``value`` as the inside of a SQL string literal."""
+    return value.replace("'", "''")

@@ -129,7 +129,7 @@ def _unique(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(seen.items())
 
 
-def run_ingest(config: IngestConfig, spark: "SparkSession") -> IngestSummary:
+def run_ingest(config: IngestConfig, spark: SparkSession) -> IngestSummary:
     """List the images and MERGE new ones into the input table (created if missing)."""
     from pyspark.sql import functions as F
 
@@ -144,7 +144,8 @@ def run_ingest(config: IngestConfig, spark: "SparkSession") -> IngestSummary:
 
         from udfs.spark_udf import hash_partition
 
-        rows = rows.repartition(max(1, spark.sparkContext.defaultParallelism), "image_id").mapInPandas(
+        partitions = max(1, spark.sparkContext.defaultParallelism)
+        rows = rows.repartition(partitions, "image_id").mapInPandas(
             partial(hash_partition, max_bytes=config.max_file_bytes),
             "image_id STRING, path STRING, content_sha256 STRING",
         )

@@ -41,6 +41,7 @@ class RowProgress:
         self.done = 0
         self.ok = 0
         self.errors = 0
+        self.note = ""  # e.g. "engine busy 97%": shown at the end of the line
         self._out = out
         self._interval_s = interval_s
         self._started = time.monotonic()
@@ -48,12 +49,15 @@ class RowProgress:
         self._lock = threading.Lock()
         self._bar = _tqdm_bar(self.total, label, out) if out is not None and _is_tty(out) else None
 
-    def update(self, done: int, ok: int | None = None, errors: int | None = None) -> None:
-        """Set the rows done so far (and the ok / error counts when known)."""
+    def update(
+        self, done: int, ok: int | None = None, errors: int | None = None, note: str | None = None
+    ) -> None:
+        """Set the rows done so far (and the ok / error counts and the note when known)."""
         with self._lock:
             self.done = min(int(done), self.total) if self.total else int(done)
             self.ok = self.ok if ok is None else int(ok)
             self.errors = self.errors if errors is None else int(errors)
+            self.note = self.note if note is None else note
             self._render(final=False)
 
     def close(self) -> None:
@@ -74,21 +78,25 @@ class RowProgress:
         rate = self.rate
         left = self.total - self.done
         eta = f"{left / rate:.0f}s" if rate > 0 and left > 0 else ("0s" if left <= 0 else "?")
+        note = f", {self.note}" if self.note else ""
         return (
             f"{self.label}: {self.done}/{self.total} rows, {rate:.1f} images/s, ETA {eta}, "
-            f"ok {self.ok}, errors {self.errors}"
+            f"ok {self.ok}, errors {self.errors}{note}"
         )
 
     def _render(self, final: bool) -> None:
         if self._bar is not None:
             self._bar.n = self.done
-            self._bar.set_postfix_str(f"ok {self.ok}, errors {self.errors}", refresh=False)
+            note = f", {self.note}" if self.note else ""
+            self._bar.set_postfix_str(f"ok {self.ok}, errors {self.errors}{note}", refresh=False)
             self._bar.refresh()
             return
         now = time.monotonic()
-        # Off a terminal a line is a heartbeat: not before the first rows or the first interval.
-        since = now - (self._started if self._last_line < self._started else self._last_line)
-        if not final and (since < self._interval_s and (self.done == 0 or self._last_line >= self._started)):
+        # Off a terminal a line is a heartbeat, at most one per interval; the first one waits
+        # for the first rows (or a whole interval), so a run does not open with "0 rows".
+        first = self._last_line < self._started
+        since = now - (self._started if first else self._last_line)
+        if not final and since < self._interval_s and (self.done == 0 or not first):
             return
         self._last_line = now
         if self._out is None:
@@ -107,7 +115,9 @@ def _tqdm_bar(total: int, label: str, out: TextIO):
 
     return tqdm(
         total=total, desc=label, file=out, unit="img", dynamic_ncols=True, mininterval=0.5,
-        bar_format="{desc}: {n_fmt}/{total_fmt} rows |{bar:20}| {rate_fmt}, ETA {remaining}, {postfix}",
+        bar_format=(
+            "{desc}: {n_fmt}/{total_fmt} rows |{bar:20}| {rate_fmt}, ETA {remaining}, {postfix}"
+        ),
     )
 
 
@@ -125,14 +135,24 @@ class StatusCountsParam(AccumulatorParam):
         return merged
 
 
+class ListParam(AccumulatorParam):
+    """Concatenates lists: one entry per finished partition (e.g. its engine feeding stats)."""
+
+    def zero(self, value: list) -> list:
+        return []
+
+    def addInPlace(self, total: list, more: list) -> list:
+        return [*total, *more]
+
+
 def counting_statuses(
-    function: Callable[[Iterator["pd.DataFrame"]], Iterator["pd.DataFrame"]], counts: "Accumulator"
-) -> Callable[[Iterator["pd.DataFrame"]], Iterator["pd.DataFrame"]]:
+    function: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]], counts: Accumulator
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """Wrap a ``mapInPandas`` function so that every result frame adds its rows per ``status``
     to the ``counts`` accumulator. Spark sends a task's additions when the task ends (and again
     for a retried task: the figures are for progress, not for accounting)."""
 
-    def counted(batches: Iterator["pd.DataFrame"]) -> Iterator["pd.DataFrame"]:
+    def counted(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in function(batches):
             counts.add({str(k): int(v) for k, v in frame["status"].value_counts().items()})
             yield frame

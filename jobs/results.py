@@ -1,294 +1,116 @@
-"""The results Delta table, its staging table, and the write protocol between them.
+"""The results Delta table: its schema, its key, and every query Candid runs on it.
 
-Protocol per chunk (see docs/operations.md):
+A results table holds rows of many prompt versions and models. The rows of one
+``(prompt_name, prompt_version, model)`` form a ``ResultScope``: what a describe run completes,
+what ``candid status`` and the review page report, what ``--replace`` re-describes. Each scope
+also records the ``run_fingerprint`` of everything that produced its rows; ``fingerprints``
+says which are present, so a run can refuse to mix two.
 
-1. The engine's output for a chunk is written once to the staging table, partition
-   ``(run_id, chunk)``, with ``replaceWhere`` (a retried write replaces, never duplicates).
-2. The staged rows are MERGEd into the results table on ``RESULT_KEYS``. A row only replaces an
-   older row (``written_at``), so merging the same staged rows twice changes nothing, and the
-   MERGE runs under a Delta ``txnAppId``/``txnVersion`` so a committed one is skipped on retry.
-3. The staged partition is deleted.
-
-A crash between 1 and 3 leaves staged rows behind; the next run merges them first
-(``recover_staged``), so the GPU work they hold is not lost.
+The write protocol (staging, MERGE, recovery) is in ``jobs.staging``.
 """
 
 from __future__ import annotations
 
-import logging
-import random
-import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from jobs.delta_io import (
-    create_table_if_missing, delta_table, has_log_folder, is_path, table_exists,
-)
-from udfs.describe import RESULT_COLUMNS
+from jobs.delta_io import read_table, table_exists
+from udfs.describe_rows import RESULT_COLUMNS
+from udfs.tally import Tally
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
-
-log = logging.getLogger("candid.results")
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 RESULT_KEYS = ("image_id", "prompt_name", "prompt_version", "model")
 RESULTS_SCHEMA_DDL = ", ".join(
     [f"`{n}` {t}" for n, t in RESULT_COLUMNS] + ["`written_at` TIMESTAMP"]
 )
-STAGING_SCHEMA_DDL = RESULTS_SCHEMA_DDL + ", `chunk` INT"
-STAGING_PARTITIONS = ("run_id", "chunk")
-TXN_APP_PREFIX = "candid-merge-"
-# Delta's optimistic-concurrency conflicts: another writer committed first; retrying is safe.
-DELTA_CONFLICTS = (
-    "DeltaConcurrentModificationException", "ConcurrentWriteException",
-    "MetadataChangedException", "ProtocolChangedException", "ConcurrentAppendException",
-    "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
-    "ConcurrentTransactionException",
-)
-# What Delta says to a creator that finds another creator's empty _delta_log folder.
-HALF_CREATED_ERRORS = ("DELTA_TABLE_NOT_FOUND", "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION")
-T = TypeVar("T")
+FINGERPRINT = "run_fingerprint"
 
 
-class ConcurrentWriteError(RuntimeError):
-    """Another writer kept winning the race for the table after all retries."""
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which failed rows a rerun describes again: a retryable status with attempts left."""
 
+    statuses: tuple[str, ...]
+    max_attempts: int
 
-def staging_table_for(results_table: str) -> str:
-    """The staging table beside the results table (a sibling path or a sibling name)."""
-    return results_table.rstrip("/") + ("_staging" if is_path(results_table) else "__staging")
+    def retryable(self, attempts_column: str = "attempts") -> Column:
+        """True for a row worth retrying. A row without an attempts count has used none."""
+        from pyspark.sql import functions as F
 
-
-def ensure_tables(
-    spark: "SparkSession", results_table: str, attempts: int = 6, base_delay_s: float = 0.5
-) -> str:
-    """Create the results and staging tables unless they exist; returns the staging table.
-
-    Two runs starting at once on a new table race to commit its first version. The loser gets
-    a Delta conflict or, while the winner has made ``_delta_log/`` but not yet committed to
-    it, ``DELTA_TABLE_NOT_FOUND`` / ``DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION``; all are
-    retried until the winner's table is visible."""
-    staging = staging_table_for(results_table)
-    for ref, ddl, partitions in (
-        (results_table, RESULTS_SCHEMA_DDL, ()),
-        (staging, STAGING_SCHEMA_DDL, STAGING_PARTITIONS),
-    ):
-        half_created = _half_created_check(spark, ref)
-        try:
-            with_concurrency_retries(
-                lambda: create_table_if_missing(spark, ref, ddl, partitions),  # noqa: B023
-                what=f"create {ref}", attempts=attempts, base_delay_s=base_delay_s,
-                also_retry=half_created,
-            )
-        except ConcurrentWriteError as err:
-            if err.__cause__ is None or not half_created(err.__cause__):
-                raise
-            # A ConcurrentWriteError, so the CLI reports it in one line like other conflicts.
-            raise ConcurrentWriteError(
-                f"{ref}: its _delta_log folder exists but holds no commit. Another job may be "
-                "creating the table right now, or a creator crashed before its first commit; "
-                "if no other job writes to it, delete the empty _delta_log folder and rerun"
-            ) from err
-    return staging
-
-
-def _half_created_check(spark: "SparkSession", ref: str) -> Callable[[BaseException], bool]:
-    """A predicate: is this error Delta's answer for a table whose ``_delta_log/`` exists
-    without a commit in it (yet)? A plain folder of other files is *not* retried."""
-
-    def half_created(err: BaseException) -> bool:
-        if not any(code in str(err) for code in HALF_CREATED_ERRORS):
-            return False
-        return has_log_folder(spark, ref) if is_path(ref) else True
-
-    return half_created
-
-
-def stage_chunk(staged: "DataFrame", staging_table: str, run_id: str, chunk: int) -> None:
-    """Write one chunk's results to the staging table (runs the engine: the only action that
-    does). Replaces the partition, so a retried write leaves exactly one copy."""
-    writer = (
-        staged.write.format("delta").mode("overwrite")
-        # JSON-mode prompts add a typed `structured` column on first use.
-        .option("mergeSchema", "true")
-        .option("replaceWhere", f"run_id = '{_sql_str(run_id)}' AND chunk = {int(chunk)}")
-    )
-    with_concurrency_retries(
-        lambda: writer.save(staging_table) if is_path(staging_table)
-        else writer.saveAsTable(staging_table),
-        what=f"stage chunk {chunk}",
-    )
-
-
-def read_staged(spark: "SparkSession", staging_table: str, run_id: str, chunk: int) -> "DataFrame":
-    from pyspark.sql import functions as F
-
-    return (
-        delta_table(spark, staging_table).toDF()
-        .where((F.col("run_id") == run_id) & (F.col("chunk") == chunk))
-        .drop("chunk")
-    )
-
-
-@dataclass
-class CommittedChunk:
-    """What one committed chunk held: row counts by status, flag counts, a sample of rows."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    flags: dict[str, int] = field(default_factory=dict)
-    sample: Any = None
-
-
-def commit_chunk(
-    spark: "SparkSession", rows: "DataFrame", results_table: str, run_id: str, chunk: int,
-    count_flags: bool = False, sample_rows: int = 0,
-    watch_staging: Callable[[], AbstractContextManager[None]] = nullcontext,
-) -> CommittedChunk:
-    """The whole protocol for one chunk: stage ``rows`` (the only action that evaluates them,
-    inside ``watch_staging()``, e.g. a progress watcher), count what was staged, MERGE it into
-    the results table, and drop the staged partition."""
-    staging = staging_table_for(results_table)
-    with watch_staging():
-        stage_chunk(rows, staging, run_id, chunk)
-    staged = read_staged(spark, staging, run_id, chunk)
-    done = CommittedChunk(counts=status_counts(staged))
-    if count_flags:
-        done.flags = flag_counts(staged)
-    if sample_rows > 0:
-        done.sample = staged.limit(sample_rows).toPandas()
-    if done.counts:
-        merge_staged(spark, results_table, staged, run_id, chunk)
-    drop_staged(spark, staging, run_id, chunk)
-    return done
-
-
-def status_counts(rows: "DataFrame") -> dict[str, int]:
-    """Rows per ``status``."""
-    return {r["status"]: int(r["count"]) for r in rows.groupBy("status").count().collect()}
-
-
-def flag_counts(rows: "DataFrame") -> dict[str, int]:
-    """Rows per guardrail flag (a row counts once for each flag it carries)."""
-    from pyspark.sql import functions as F
-
-    flags = rows.select(F.explode("guardrail_flags").alias("flag")).groupBy("flag").count()
-    return {r["flag"]: int(r["count"]) for r in flags.collect()}
-
-
-def merge_staged(
-    spark: "SparkSession", results_table: str, staged: "DataFrame", run_id: str, chunk: int
-) -> None:
-    """Upsert staged rows into the results table, idempotently (see module docstring)."""
-    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in RESULT_KEYS)
-
-    def merge() -> None:
-        # One app id per staged partition: Delta skips a txnVersion that is not above the
-        # last one seen for an app id, so numbering the partitions of one app id would make
-        # any out-of-order merge (recovery, the dedup copies) silently skip.
-        with delta_txn(spark, f"{TXN_APP_PREFIX}{run_id}-{chunk}", 0):
-            (
-                delta_table(spark, results_table).alias("t")
-                .merge(staged.alias("s"), condition)
-                .withSchemaEvolution()
-                .whenMatchedUpdateAll(condition="s.written_at > t.written_at")
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
-
-    with_concurrency_retries(merge, what=f"merge chunk {chunk} into {results_table}")
-
-
-def drop_staged(spark: "SparkSession", staging_table: str, run_id: str, chunk: int) -> None:
-    with_concurrency_retries(
-        lambda: delta_table(spark, staging_table).delete(
-            f"run_id = '{_sql_str(run_id)}' AND chunk = {int(chunk)}"
-        ),
-        what=f"clear staged chunk {chunk}",
-    )
-
-
-def recover_staged(spark: "SparkSession", results_table: str) -> int:
-    """Merge and clear staged partitions that an earlier, interrupted run left behind.
-    Returns the number of rows recovered."""
-    staging = staging_table_for(results_table)
-    if not table_exists(spark, staging):
-        return 0
-    leftovers = delta_table(spark, staging).toDF().select(*STAGING_PARTITIONS).distinct().collect()
-    recovered = 0
-    for row in leftovers:
-        staged = read_staged(spark, staging, row.run_id, row.chunk)
-        count = staged.count()
-        log.warning(
-            "recovering %d staged rows of run %s chunk %d left by an interrupted run",
-            count, row.run_id, row.chunk,
+        return F.col("status").isin(list(self.statuses)) & (
+            F.coalesce(F.col(attempts_column), F.lit(0)) < self.max_attempts
         )
-        merge_staged(spark, results_table, staged, row.run_id, row.chunk)
-        drop_staged(spark, staging, row.run_id, row.chunk)
-        recovered += count
-    return recovered
 
 
-@contextmanager
-def delta_txn(spark: "SparkSession", app_id: str, version: int) -> Iterator[None]:
-    """Make the Delta writes inside idempotent: a commit already made with (app_id, version)
-    is skipped. MERGE honours only these session confs (not writer options)."""
-    keys = ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion")
-    spark.conf.set(keys[0], app_id)
-    spark.conf.set(keys[1], str(int(version)))
-    try:
-        yield
-    finally:
-        for key in keys:
-            spark.conf.unset(key)
+@dataclass(frozen=True)
+class ResultScope:
+    """The rows of one prompt version and model in one results table."""
+
+    table: str
+    prompt_name: str
+    prompt_version: str
+    model: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.prompt_name}/{self.prompt_version} on {self.model}"
+
+    def condition(self) -> Column:
+        from pyspark.sql import functions as F
+
+        return (
+            (F.col("prompt_name") == self.prompt_name)
+            & (F.col("prompt_version") == self.prompt_version)
+            & (F.col("model") == self.model)
+        )
+
+    def current(self, fingerprint: str, prompt_hash: str) -> Column:
+        """True for rows this fingerprint made. Rows written before fingerprints existed
+        count when their prompt hash matches (what was recorded then)."""
+        from pyspark.sql import functions as F
+
+        legacy_match = F.coalesce(F.col("prompt_hash") == prompt_hash, F.lit(False))
+        return F.coalesce(F.col(FINGERPRINT) == fingerprint, legacy_match)
+
+    def rows(self, spark: SparkSession, version: int | None = None) -> DataFrame:
+        """This scope's rows (at a fixed Delta version when given: a plan that must not change
+        while the job writes to the table); an empty frame when the table does not exist."""
+        if not table_exists(spark, self.table):
+            return spark.createDataFrame([], RESULTS_SCHEMA_DDL)
+        return with_fingerprint_column(read_table(spark, self.table, version)).where(
+            self.condition()
+        )
+
+    def tally(self, spark: SparkSession) -> Tally:
+        return tally(self.rows(spark))
+
+    def fingerprints(
+        self, spark: SparkSession, version: int | None = None
+    ) -> dict[str | None, int]:
+        """Rows per ``run_fingerprint`` (None: rows written before fingerprints existed)."""
+        return fingerprint_counts(self.rows(spark, version))
 
 
-def with_concurrency_retries(
-    action: Callable[[], T],
-    what: str,
-    attempts: int = 6,
-    base_delay_s: float = 0.5,
-    also_retry: Callable[[BaseException], bool] | None = None,
-) -> T:
-    """Run ``action``, retrying Delta's concurrent-modification conflicts (and errors for which
-    ``also_retry`` is true) with jittered exponential backoff; after ``attempts`` raise
-    ``ConcurrentWriteError``."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return action()
-        except Exception as err:  # noqa: BLE001 - only conflicts are retried; see below
-            if not (_is_concurrent_modification(err) or (also_retry and also_retry(err))):
-                raise
-            if attempt == attempts:
-                raise ConcurrentWriteError(
-                    f"{what}: another writer changed the table {attempts} times in a row "
-                    f"({type(err).__name__}: {str(err).splitlines()[0]}); nothing of this chunk "
-                    "was committed - rerun the job to continue"
-                ) from err
-            delay = base_delay_s * (2 ** (attempt - 1)) * (1 + random.random())
-            log.warning("%s: concurrent write conflict, retry %d in %.1fs", what, attempt, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+def with_fingerprint_column(rows: DataFrame) -> DataFrame:
+    """Tables written before fingerprints existed lack the column; read it as null there."""
+    from pyspark.sql import functions as F
+
+    if FINGERPRINT in rows.columns:
+        return rows
+    return rows.withColumn(FINGERPRINT, F.lit(None).cast("string"))
 
 
-def _is_concurrent_modification(err: BaseException) -> bool:
-    """True for Delta's commit conflicts. In delta-spark's Python API they share no base class
-    (``ConcurrentAppendException`` is *not* a ``DeltaConcurrentModificationException`` there,
-    unlike in Scala), so each is checked; the JVM class name is matched too, for a conflict
-    that reaches Python unconverted (a wrapped cause, Spark Connect)."""
-    try:
-        import delta.exceptions as delta_errors
-    except ImportError:  # pragma: no cover
-        delta_errors = None
-    classes = tuple(
-        getattr(delta_errors, name) for name in DELTA_CONFLICTS if hasattr(delta_errors, name)
-    )
-    if classes and isinstance(err, classes):
-        return True
-    text = f"{type(err).__name__}: {err}"
-    return any(f"io.delta.exceptions.{name}" in text for name in DELTA_CONFLICTS)
+def fingerprint_counts(rows: DataFrame) -> dict[str | None, int]:
+    counted = with_fingerprint_column(rows).groupBy(FINGERPRINT).count().collect()
+    return {r[FINGERPRINT]: int(r["count"]) for r in counted}
 
 
-def _sql_str(value: str) -> str:
-    return value.replace("'", "''")
+def tally(rows: DataFrame) -> Tally:
+    """Rows per status and per guardrail flag, counted by Spark (two small aggregations)."""
+    from pyspark.sql import functions as F
+
+    statuses = {r["status"]: int(r["count"]) for r in rows.groupBy("status").count().collect()}
+    flags = rows.select(F.explode("guardrail_flags").alias("flag")).groupBy("flag").count()
+    return Tally(statuses, {r["flag"]: int(r["count"]) for r in flags.collect()})

@@ -12,17 +12,18 @@ from typing import TYPE_CHECKING
 
 from jobs.config import DescribeConfig
 from jobs.delta_io import read_table
-from jobs.describe import resolve_prompt
-from jobs.results import flag_counts, status_counts
+from jobs.describe_run import identify_run
+from jobs.prompt_store import resolve_prompt
+from jobs.results import fingerprint_counts, tally, with_fingerprint_column
 from jobs.review_page import PromptColumn, review_rows_from_records, write_review_page
-from udfs import guardrails
+from jobs.tracking import RunTracker
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 
 def run_review(
-    spark: "SparkSession", config: DescribeConfig, run_id: str | None = None,
+    spark: SparkSession, config: DescribeConfig, run_id: str | None = None,
     limit: int = 200, out: str | None = None,
 ) -> tuple[str, int]:
     """Write the review page; returns (path, rows shown).
@@ -30,44 +31,59 @@ def run_review(
     Raises:
         ValueError: no result rows match the selection.
     """
-    from pyspark.sql import functions as F
-
-    results = read_table(spark, config.results_table)
-    if run_id:
-        selected = results.where(F.col("run_id") == run_id)
-        what = f"run {run_id}"
-    else:
-        prompt = resolve_prompt(config)
-        selected = results.where(
-            (F.col("prompt_name") == prompt.name) & (F.col("prompt_version") == prompt.version)
-            & (F.col("model") == config.engine.recorded_model_id)
-        )
-        what = f"{prompt.key} on {config.engine.recorded_model_id}"
-    totals = _run_totals(selected)
-    if not totals["rows"]:
+    selected, what = _selection(spark, config, run_id)
+    totals = tally(selected)
+    if not totals.rows:
         raise ValueError(f"no result rows for {what} in {config.results_table}")
     records = [r.asDict() for r in selected.orderBy("image_id").limit(limit).collect()]
-    keys = sorted({f"{r['prompt_name']}/{r['prompt_version']}" for r in records})
-    hashes = {f"{r['prompt_name']}/{r['prompt_version']}": r["prompt_hash"] for r in records}
-    columns = [PromptColumn(key=k, prompt_hash=hashes[k]) for k in keys]
+    columns = [_column(selected, record) for record in _first_per_prompt(records)]
     facts = {"selection": what, "results table": config.results_table,
-             "rows in selection": totals["rows"], "rows shown": len(records),
-             "status counts": totals["statuses"], "flag rates (all rows)": totals["flag_rates"]}
-    target = out or str(Path("build/reviews") / f"{(run_id or what).replace('/', '_').replace(' ', '_')}.html")
+             "rows in selection": totals.rows, "rows shown": len(records),
+             "status counts": totals.describe_statuses()}
+    target = out or str(Path("build/reviews") / f"{_file_name(run_id or what)}.html")
     path = write_review_page(target, f"Candid review: {what}", columns,
                              review_rows_from_records(records), facts)
-    if run_id and config.mlflow.enabled and not run_id.startswith("local-"):
-        from mlflow import MlflowClient
-
+    tracker = RunTracker(config.mlflow)
+    if run_id and tracker.resume(run_id):
         # Artifacts can be added to a finished run; the page then opens from the MLflow UI.
-        MlflowClient(tracking_uri=config.mlflow.tracking_uri).log_artifact(run_id, path, "review")
+        tracker.log_artifact(path, "review")
     return path, len(records)
 
 
-def _run_totals(selected) -> dict:
-    statuses = status_counts(selected)
-    flags = flag_counts(selected)
-    ok = statuses.get("ok", 0)
-    rates = {flag: round(count / ok, 4) for flag, count in flags.items()} if ok else {}
-    known = {flag: rate for flag, rate in rates.items() if flag in guardrails.GUARDRAILS}
-    return {"rows": sum(statuses.values()), "statuses": statuses, "flag_rates": known}
+def _selection(
+    spark: SparkSession, config: DescribeConfig, run_id: str | None
+) -> tuple[DataFrame, str]:
+    from pyspark.sql import functions as F
+
+    if run_id:
+        rows = with_fingerprint_column(read_table(spark, config.results_table))
+        return rows.where(F.col("run_id") == run_id), f"run {run_id}"
+    prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
+    scope = identify_run(config, prompt).scope
+    return scope.rows(spark), scope.key
+
+
+def _first_per_prompt(records: list[dict]) -> list[dict]:
+    seen: dict[str, dict] = {}
+    for record in records:
+        seen.setdefault(f"{record['prompt_name']}/{record['prompt_version']}", record)
+    return [seen[key] for key in sorted(seen)]
+
+
+def _column(selected: DataFrame, record: dict) -> PromptColumn:
+    """A prompt's column with its figures over the whole selection, not just the rows shown."""
+    from pyspark.sql import functions as F
+
+    rows = selected.where(
+        (F.col("prompt_name") == record["prompt_name"])
+        & (F.col("prompt_version") == record["prompt_version"])
+    )
+    return PromptColumn(
+        key=f"{record['prompt_name']}/{record['prompt_version']}",
+        prompt_hash=record["prompt_hash"] or "", stats=tally(rows),
+        fingerprints={fp or "unknown": n for fp, n in fingerprint_counts(rows).items()},
+    )
+
+
+def _file_name(text: str) -> str:
+    return text.replace("/", "_").replace(" ", "_")

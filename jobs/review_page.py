@@ -27,6 +27,7 @@ import pandas as pd
 from udfs.guardrails import GUARDRAIL_DESCRIPTIONS, GUARDRAILS
 from udfs.images import STATUS_OK
 from udfs.sources import SourceError, local_path, read_bytes
+from udfs.tally import Tally
 
 log = logging.getLogger("candid.review_page")
 
@@ -78,23 +79,16 @@ td.missing { color: #8c959f; font-style: italic; }
 
 
 @dataclass(frozen=True)
-class PromptStats:
-    """Per-prompt figures for the summary table (from the whole run, or from the shown rows)."""
-
-    rows: int
-    ok: int
-    errors: int
-    flag_rates: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class PromptColumn:
-    """One prompt version shown as a column. ``stats`` None: computed from the page's rows."""
+    """One prompt version shown as a column. ``stats``: its figures over the whole run (the
+    page then says so); None: counted from the rows the page shows."""
 
     key: str
     prompt_hash: str = ""
     description: str = ""
-    stats: PromptStats | None = None
+    stats: Tally | None = None
+    # Run fingerprints of this prompt version's rows -> rows (what produced them).
+    fingerprints: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -174,18 +168,10 @@ def _jpeg_thumbnail(data: bytes, max_side: int) -> bytes:
     return out.getvalue()
 
 
-def prompt_stats_from_rows(prompt_key: str, rows: Sequence[ReviewRow]) -> PromptStats:
-    """Stats for one prompt over the page's rows; flag rates are per row with an ok output."""
+def prompt_stats_from_rows(prompt_key: str, rows: Sequence[ReviewRow]) -> Tally:
+    """One prompt's tally over the page's rows."""
     outputs = [row.outputs[prompt_key] for row in rows if prompt_key in row.outputs]
-    ok = [out for out in outputs if out.ok]
-    counts: dict[str, int] = {}
-    for out in ok:
-        for gid in set(out.flags):
-            counts[gid] = counts.get(gid, 0) + 1
-    rates = {gid: n / len(ok) for gid, n in counts.items()} if ok else {}
-    return PromptStats(
-        rows=len(outputs), ok=len(ok), errors=len(outputs) - len(ok), flag_rates=rates
-    )
+    return Tally.of_rows((out.status, out.flags) for out in outputs)
 
 
 def render_review_page(
@@ -253,7 +239,7 @@ def write_review_page(
 def review_rows_from_records(
     records: Iterable[Mapping[str, Any]], max_side: int | None = THUMBNAIL_MAX_SIDE
 ) -> list[ReviewRow]:
-    """Group result rows (``udfs.describe.RESULT_COLUMNS`` dicts) by ``image_id``: one
+    """Group result rows (``udfs.describe_rows.RESULT_COLUMNS`` dicts) by ``image_id``: one
     ``ReviewRow`` per image, with each row's output under ``"<prompt_name>/<prompt_version>"``.
 
     Images keep the order in which they first appear. Thumbnails are read from ``path`` unless
@@ -323,17 +309,21 @@ def _summary_table(prompts: Sequence[PromptColumn], rows: Sequence[ReviewRow]) -
     head = "".join(
         f'<th title="{_e(GUARDRAIL_DESCRIPTIONS.get(g, ""))}">{_e(g)}</th>' for g in flag_ids
     )
+    whole = all(p.stats is not None for p in prompts)
     lines = [
-        '<h2>Prompts</h2><table class="summary"><thead><tr><th>prompt</th><th>hash</th>'
+        f"<h2>Prompts ({'whole run' if whole else 'rows shown'})</h2>"
+        '<table class="summary"><thead><tr><th>prompt</th><th>hash</th><th>fingerprints</th>'
         f"<th>rows</th><th>ok</th><th>errors</th>{head}</tr></thead><tbody>"
     ]
     for prompt in prompts:
         s = stats[prompt.key]
-        rates = "".join(_rate_cell(s.flag_rates.get(g, 0.0)) for g in flag_ids)
+        flag_rates = s.flag_rates()
+        rates = "".join(_rate_cell(flag_rates.get(g, 0.0)) for g in flag_ids)
         lines.append(
             f'<tr class="prompt-summary" data-prompt="{_e(prompt.key)}">'
             f'<td title="{_e(prompt.description)}">{_e(prompt.key)}</td>'
             f"<td><code>{_e(prompt.prompt_hash)}</code></td>"
+            f"<td>{_fingerprints_cell(prompt.fingerprints)}</td>"
             f'<td class="num">{s.rows}</td><td class="num">{s.ok}</td>'
             f'<td class="num">{s.errors}</td>{rates}</tr>'
         )
@@ -341,13 +331,19 @@ def _summary_table(prompts: Sequence[PromptColumn], rows: Sequence[ReviewRow]) -
     return "".join(lines)
 
 
+def _fingerprints_cell(fingerprints: Mapping[str, int]) -> str:
+    return "<br>".join(
+        f'<code class="fingerprint">{_e(fp)}</code> ({n})' for fp, n in fingerprints.items()
+    )
+
+
 def _rate_cell(rate: float) -> str:
     hot = ' class="num rate-hot"' if rate > 0 else ' class="num"'
     return f"<td{hot}>{rate:.1%}</td>"
 
 
-def _flag_ids(stats: Iterable[PromptStats]) -> list[str]:
-    seen = {gid for s in stats for gid in s.flag_rates}
+def _flag_ids(stats: Iterable[Tally]) -> list[str]:
+    seen = {gid for s in stats for gid in s.flag_rates()}
     # Known guardrails in their canonical order, then any id this code does not know.
     return [g for g in GUARDRAILS if g in seen] + sorted(seen - set(GUARDRAILS))
 

@@ -71,7 +71,10 @@ def delta_resolution_confs(settings: SparkSettings) -> dict[str, str]:
     home; none when Delta is provided by the platform."""
     if settings.delta_jars == "provided":
         return {}
-    confs = {PACKAGES_CONF: delta_package(), "spark.jars.ivy": str(Path(settings.ivy_home).resolve())}
+    confs = {
+        PACKAGES_CONF: delta_package(),
+        "spark.jars.ivy": str(Path(settings.ivy_home).resolve()),
+    }
     if settings.ivy_settings is not None:
         ivy_settings = project_file(settings.ivy_settings)
         if not ivy_settings.is_file():
@@ -88,7 +91,7 @@ def spark_confs(settings: SparkSettings) -> tuple[str | None, dict[str, str]]:
     return settings.master or master, confs
 
 
-def build_spark(settings: SparkSettings, log_file: str | Path | None = None) -> "SparkSession":
+def build_spark(settings: SparkSettings, log_file: str | Path | None = None) -> SparkSession:
     """Get or create the session. Under spark-submit (or in a notebook) the existing master and
     jars win; locally the profile's master is used.
 
@@ -153,7 +156,8 @@ def explain_start_failure(
 ) -> str:
     """One line: which artifact Ivy could not get and what to check, or else the JVM's last
     words, and where the whole log is."""
-    text = Path(log_file).read_text(errors="replace") if log_file and Path(log_file).exists() else ""
+    exists = log_file is not None and Path(log_file).exists()
+    text = Path(log_file).read_text(errors="replace") if exists else ""
     where = f"; full log: {log_file}" if log_file else ""
     problems = list(dict.fromkeys(
         template.format(match.group(1))
@@ -173,7 +177,8 @@ def explain_start_failure(
             f"spark.delta_jars=provided{where}"
         )
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    last = lines[-1] if lines else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    first = str(err).splitlines()[0] if str(err) else ""
+    last = lines[-1] if lines else f"{type(err).__name__}: {first}"
     return f"Spark did not start: {last}{where}"
 
 

@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 
 from jobs.config import DescribeConfig
 from jobs.delta_io import read_table, table_exists
-from jobs.describe import pending_rows, resolve_prompt
-from jobs.results import staging_table_for
+from jobs.describe_run import identify_run
+from jobs.planning import pending_rows
+from jobs.prompt_store import resolve_prompt
+from jobs.results import RetryPolicy, fingerprint_counts
+from jobs.staging import staging_table_for
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -20,50 +23,41 @@ class RunStatus:
     results_table: str
     prompt: str
     model: str
+    fingerprint: str
     input_rows: int = 0
     ok: int = 0
     failed_final: dict[str, int] = field(default_factory=dict)
     failed_retryable: dict[str, int] = field(default_factory=dict)
     pending: int = 0
     staged_leftover: int = 0
+    # Rows of this prompt version and model per run fingerprint (None: written before them).
+    fingerprints: dict[str | None, int] = field(default_factory=dict)
 
 
-def read_status(spark: "SparkSession", config: DescribeConfig) -> RunStatus:
-    from pyspark.sql import functions as F
-
-    prompt = resolve_prompt(config)
+def read_status(spark: SparkSession, config: DescribeConfig) -> RunStatus:
+    prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
+    identity = identify_run(config, prompt)
+    scope = identity.scope
     status = RunStatus(
         input_table=config.input_table, results_table=config.results_table,
-        prompt=prompt.key, model=config.engine.recorded_model_id,
+        prompt=prompt.key, model=scope.model, fingerprint=identity.fingerprint,
     )
     inputs = read_table(spark, config.input_table).select("image_id", "path")
     status.input_rows = inputs.count()
-    if not table_exists(spark, config.results_table):
-        status.pending = status.input_rows
-        return status
-    this_run = (
-        (F.col("prompt_name") == prompt.name) & (F.col("prompt_version") == prompt.version)
-        & (F.col("model") == status.model)
-    )
-    results = (
-        read_table(spark, config.results_table)
-        .join(inputs.select("image_id"), "image_id", "left_semi")
-        .where(this_run)
-    )
-    # As in jobs.describe.pending_rows: a row without an attempts count has used none.
-    retryable = F.col("status").isin(config.retry_statuses) & (
-        F.coalesce(F.col("attempts"), F.lit(0)) < config.max_attempts
-    )
-    for row in results.groupBy("status", retryable.alias("retryable")).count().collect():
+    retry = RetryPolicy(tuple(config.retry_statuses), config.max_attempts)
+    rows = scope.rows(spark).join(inputs.select("image_id"), "image_id", "left_semi")
+    for row in rows.groupBy("status", retry.retryable().alias("retryable")).count().collect():
         if row["status"] == "ok":
             status.ok += row["count"]
         else:
             bucket = status.failed_retryable if row["retryable"] else status.failed_final
             bucket[row["status"]] = bucket.get(row["status"], 0) + row["count"]
-    status.pending = pending_rows(spark, inputs, config, prompt).count()
+    status.fingerprints = fingerprint_counts(rows)
+    current = rows.where(scope.current(identity.fingerprint, prompt.content_hash()))
+    status.pending = pending_rows(inputs, current, retry).count()
     staging = staging_table_for(config.results_table)
     if table_exists(spark, staging):
-        status.staged_leftover = read_table(spark, staging).where(this_run).count()
+        status.staged_leftover = read_table(spark, staging).where(scope.condition()).count()
     return status
 
 
@@ -71,7 +65,7 @@ def format_status(status: RunStatus) -> str:
     lines = [
         f"input   {status.input_table}: {status.input_rows} rows",
         f"results {status.results_table}",
-        f"prompt  {status.prompt}   model {status.model}",
+        f"prompt  {status.prompt}   model {status.model}   fingerprint {status.fingerprint}",
         f"  ok                      {status.ok}",
     ]
     for title, bucket in (("failed (final)", status.failed_final),
@@ -83,4 +77,8 @@ def format_status(status: RunStatus) -> str:
         lines.append(
             f"  staged, not yet merged  {status.staged_leftover} (the next run merges them)"
         )
+    for fingerprint, rows in sorted(status.fingerprints.items(), key=lambda kv: -kv[1]):
+        name = fingerprint or "unknown (before fingerprints)"
+        mark = " (this config)" if fingerprint == status.fingerprint else ""
+        lines.append(f"  rows by fingerprint {name}: {rows}{mark}")
     return "\n".join(lines)

@@ -27,16 +27,21 @@ SPECIAL_TOKENS = (
     "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
 )
 
-_WORDS = (
-    "a an the this that one two three some many few small large tiny big round square long short "
-    "red green blue yellow white black grey brown orange purple pink dark light bright pale "
-    "chair table lamp car bicycle house tree flower dog cat bird cup bottle book shoe bag box "
-    "phone screen window door wheel handle button leg strap lid drawer shelf wall floor sky "
-    "is are has have with on in under over near beside behind front back top bottom left right "
-    "visible clearly cannot be seen describe image subject object background edge shape colour "
-    "wooden metal plastic glass fabric paper stone smooth rough shiny matte striped plain "
-    "photo picture thumbnail close blurry sharp bright dim centre corner side view and or not"
-).split()
+_WORDS = [
+    "a", "an", "the", "this", "that", "one", "two", "three", "some", "many", "few", "small",
+    "large", "tiny", "big", "round", "square", "long", "short", "red", "green", "blue",
+    "yellow", "white", "black", "grey", "brown", "orange", "purple", "pink", "dark", "light",
+    "bright", "pale", "chair", "table", "lamp", "car", "bicycle", "house", "tree", "flower",
+    "dog", "cat", "bird", "cup", "bottle", "book", "shoe", "bag", "box", "phone", "screen",
+    "window", "door", "wheel", "handle", "button", "leg", "strap", "lid", "drawer", "shelf",
+    "wall", "floor", "sky", "is", "are", "has", "have", "with", "on", "in", "under", "over",
+    "near", "beside", "behind", "front", "back", "top", "bottom", "left", "right", "visible",
+    "clearly", "cannot", "be", "seen", "describe", "image", "subject", "object", "background",
+    "edge", "shape", "colour", "wooden", "metal", "plastic", "glass", "fabric", "paper",
+    "stone", "smooth", "rough", "shiny", "matte", "striped", "plain", "photo", "picture",
+    "thumbnail", "close", "blurry", "sharp", "bright", "dim", "centre", "corner", "side",
+    "view", "and", "or", "not"
+]
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ def _training_corpus(seed: int, n_sentences: int = 4000) -> list[str]:
 
 def build_tokenizer(spec: TinyModelSpec):
     """Train a byte-level BPE with Qwen2's pre-tokenizer, then add Qwen2-VL's special tokens."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers, Regex
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import AddedToken, Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
@@ -93,7 +98,9 @@ def build_tokenizer(spec: TinyModelSpec):
     )
     raw.train_from_iterator(_training_corpus(spec.seed), trainer)
     model_state = json.loads(raw.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_state["merges"]]
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_state["merges"]
+    ]
     tokenizer = Qwen2Tokenizer(
         vocab=model_state["vocab"], merges=merges,
         unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
@@ -160,10 +167,8 @@ def build_processor(spec: TinyModelSpec, tokenizer):
 def make_tiny_model(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
     """Build the tiny model into ``out_dir`` (created) and return its path.
 
-    A marker file records the spec; when it already matches, nothing is rebuilt.
-
-    Example:
-        >>> make_tiny_model("build/tiny-qwen2-vl")  # doctest: +SKIP
+    A marker file records the spec; when it already matches, nothing is rebuilt. From the
+    command line: ``candid make-tiny-model build/tiny-qwen2-vl --seed 0``.
     """
     out = Path(out_dir)
     marker = out / MARKER_FILE

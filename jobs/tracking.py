@@ -2,91 +2,35 @@
 
 Delta is the source of truth; MLflow is the index humans browse. So a tracking failure never
 loses results: failures are recorded and warned about as they happen; with ``on_error: fail``
-the job raises them (``raise_for_failures``) only after the results are committed. Values that look like
-credentials are redacted before anything is logged.
+the job raises them (``raise_for_failures``) only after the results are committed. Values that
+look like credentials are redacted before anything is logged (``jobs.redaction``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from jobs.config import TrackingSettings
+from jobs.redaction import redact, redact_text
 
 log = logging.getLogger("candid.tracking")
 
-REDACTED = "***redacted***"
-# A key is a credential when one of its words (split on . _ - and camelCase) is one of these,
-# or two neighbouring words form one of the pairs: fs.s3a.secret.key, AWS_SECRET_ACCESS_KEY,
-# HF_TOKEN, spark.ssl.keyPassword, fs.azure.account.key... but not max_tokens.
-_SECRET_WORDS = frozenset({
-    "secret", "password", "passwd", "pwd", "token", "credential", "credentials", "apikey",
-    "sas", "signature", "authorization", "auth", "privatekey",
-})
-_SECRET_PAIRS = frozenset({
-    ("access", "key"), ("private", "key"), ("api", "key"), ("account", "key"),
-    ("storage", "key"), ("session", "key"), ("client", "secret"), ("encryption", "key"),
-    ("shared", "key"), ("signing", "key"),
-})
-_KEY_WORDS = re.compile(r"[._\-\s/:]+|(?<=[a-z0-9])(?=[A-Z])")
-# user:password@ in URLs.
-_URL_USERINFO = re.compile(r"(?<=://)([^/@\s:]+):([^/@\s]+)@")
-# Credentials in URL query strings: signed URLs (Azure SAS sig=, S3/GCS X-*-Signature=), tokens.
-_URL_SECRET_PARAM = re.compile(
-    r"(?i)([?&](?:sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|"
-    r"x-goog-signature|x-goog-credential|token|access_token|api_key|apikey|password|secret)=)"
-    r"[^&#\s'\"]+"
-)
 MLFLOW_PARAM_MAX = 6000
+# Run ids of runs MLflow never saw (tracking off or unreachable): rows still need an id.
+LOCAL_RUN_PREFIX = "local-"
 
 
 class TrackingError(RuntimeError):
     """MLflow could not be reached or refused a write, and the config says to fail."""
 
 
-def is_secret_key(key: str) -> bool:
-    """True when a config/env key names a credential."""
-    words = [w.lower() for w in _KEY_WORDS.split(str(key)) if w]
-    return any(w in _SECRET_WORDS for w in words) or any(
-        pair in _SECRET_PAIRS for pair in zip(words, words[1:])
-    )
-
-
-def redact_text(text: str) -> str:
-    """``text`` with credentials in URLs replaced: ``user:password@`` and secret query
-    parameters (``?sig=...``). For free text such as error messages, which name URLs.
-
-    Example:
-        >>> redact_text("http://me:hunter2@mlflow:5000 failed")
-        'http://me:***redacted***@mlflow:5000 failed'
-    """
-    text = _URL_USERINFO.sub(rf"\1:{REDACTED}@", text)
-    return _URL_SECRET_PARAM.sub(rf"\1{REDACTED}", text)
-
-
-def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy with credential-looking values replaced, recursively (mappings and lists)."""
-    return {key: REDACTED if is_secret_key(key) else _redact_value(value)
-            for key, value in mapping.items()}
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return redact(value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_redact_value(item) for item in value)
-    if isinstance(value, str):
-        return redact_text(value)
-    return value
-
-
 def local_run_id() -> str:
-    return f"local-{uuid.uuid4().hex}"
+    return f"{LOCAL_RUN_PREFIX}{uuid.uuid4().hex}"
 
 
 class RunTracker:
@@ -107,7 +51,16 @@ class RunTracker:
         self.run_id = run_id
         return run_id or local_run_id()
 
-    def _create_run(self, run_name: str, tags: Mapping[str, str]) -> str:
+    def resume(self, run_id: str) -> bool:
+        """Log to an existing (possibly finished) run, e.g. a review page for a describe run.
+        False when tracking is off, the id is a local one, or MLflow cannot be reached."""
+        if not self.settings.enabled or run_id.startswith(LOCAL_RUN_PREFIX):
+            return False
+        found = self._guard(f"find run {run_id}", lambda: self._connect().get_run(run_id))
+        self.run_id = run_id if found is not None else None
+        return self.run_id is not None
+
+    def _connect(self):
         import mlflow
         from mlflow import MlflowClient
 
@@ -116,6 +69,10 @@ class RunTracker:
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
         self._client = MlflowClient(tracking_uri=uri)
+        return self._client
+
+    def _create_run(self, run_name: str, tags: Mapping[str, str]) -> str:
+        self._connect()
         experiment = self._client.get_experiment_by_name(self.settings.experiment)
         if experiment is None:
             location = self.settings.artifact_location
@@ -134,7 +91,7 @@ class RunTracker:
         None when tracking is off or failing."""
         if self.run_id is None:
             return None
-        from jobs.prompt_registry import register_prompt
+        from jobs.prompt_store import register_prompt
 
         return self._guard(
             f"register prompt {spec.key}",
@@ -148,14 +105,16 @@ class RunTracker:
         batch = [Param(k, str(v)[:MLFLOW_PARAM_MAX]) for k, v in sorted(clean.items())]
         self._when_running("log params", lambda: self._client.log_batch(self.run_id, params=batch))
 
-    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
-        self._when_running("log metrics", lambda: self._client.log_batch(self.run_id, metrics=batch))
+        batch = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
+        self._when_running(
+            "log metrics", lambda: self._client.log_batch(self.run_id, metrics=batch)
+        )
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._when_running(

@@ -1,17 +1,20 @@
 """Contract fakes for the engine interface. They test Candid's promises (batch order, one
 engine per worker, error rows), never model behaviour; the real engines have their own tests.
 
-Executors import this module by name (``engine_factory="tests.fakes:make_fake_engine"``).
+Tests hand a factory to the job (``run_describe(make_engine=make_fake_engine)``); Spark pickles
+it by reference, so executors import this module by name.
 The fake's behaviour is encoded in ``EngineSettings.model`` (a free string for fakes).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from udfs.engines.base import Engine, EngineDeadError, Generation
+from udfs.engines.stream import SteppingStream
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 
@@ -101,3 +104,91 @@ class ChattyEngine(FakeEngine):
 
 def make_chatty_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
     return ChattyEngine(settings, image_settings)
+
+
+# --- streaming fakes: an engine with its own continuous-batching loop, like vLLM -------------
+
+# Images whose top-left pixel has this colour are refused when submitted (like a request vLLM's
+# processor rejects); POISON_RGB images break the step they are scheduled in.
+REJECT_RGB = (0, 255, 255)
+
+
+def _top_left(image) -> tuple[int, int, int]:
+    return image.convert("RGB").getpixel((0, 0))
+
+
+class FakeSteppingStream(SteppingStream):
+    """A scheduler in miniature: each step advances the first ``capacity`` requests by one
+    token; a request finishes after ``1 + width % 5`` steps, so requests leave out of order.
+    The engine records how many requests were in flight at every step."""
+
+    def __init__(self, engine: StreamingFakeEngine, prompt, sampling):
+        super().__init__(engine, prompt, sampling, capacity=engine.settings.max_num_seqs)
+        self._fake = engine
+        self._queue: dict[str, list] = {}  # request id -> [image, steps left]
+
+    def _add(self, request_id, image) -> None:
+        if self._fake.closed:
+            raise EngineDeadError("fake engine was shut down")
+        if _top_left(image) == REJECT_RGB:
+            raise ValueError("request rejected by the fake processor")
+        self._queue[request_id] = [image, 1 + image.width % 5]
+        self._fake.submitted.append(image)
+
+    def _step(self):
+        fake = self._fake
+        fake.steps += 1
+        time.sleep(fake.step_sleep_s)
+        fake.in_flight_at_step.append((len(self._queue), len(fake.submitted)))
+        if fake.dies_at_step is not None and fake.steps >= fake.dies_at_step:
+            raise EngineDeadError(f"fake engine died at step {fake.steps}")
+        scheduled = list(self._queue.items())[: self.capacity]
+        if any(_top_left(image) == POISON_RGB for _, (image, _) in scheduled):
+            raise ValueError("poisoned request broke the step")
+        done = []
+        for request_id, entry in scheduled:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._queue[request_id]
+                done.append((request_id, fake.streamed(entry[0])))
+        return done
+
+    def _abort(self, request_ids) -> None:
+        for request_id in request_ids:
+            self._queue.pop(request_id, None)
+
+
+class StreamingFakeEngine(PoisonEngine):
+    """A ``PoisonEngine`` (its batch ``generate`` is the bisection fallback) that also streams.
+
+    ``dies_at_step``: every step from that one on raises ``EngineDeadError`` (per instance);
+    ``step_sleep_s``: how long a step takes.
+    The first streamed request of each instance has no cached prompt tokens, later ones 5.
+    """
+
+    dies_at_step: int | None = None
+    step_sleep_s: float = 0.0
+
+    def __init__(self, settings: EngineSettings, image_settings: ImageSettings):
+        super().__init__(settings, image_settings)
+        self.steps = 0
+        self.served = 0
+        self.submitted: list = []
+        self.in_flight_at_step: list[tuple[int, int]] = []  # (in flight, submitted so far)
+
+    def open_stream(self, prompt, sampling, batch_size):
+        if self.closed:
+            raise EngineDeadError("fake engine was shut down")
+        return FakeSteppingStream(self, prompt, sampling)
+
+    def streamed(self, image) -> Generation:
+        self.served += 1
+        return Generation(
+            text=f"fake {image.width}x{image.height} by {self.instance}",
+            token_ids=(1, 2, 3, 4), finish_reason="stop", prompt_tokens=9,
+            cached_prompt_tokens=0 if self.served == 1 else 5,
+        )
+
+
+def make_streaming_fake_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
+    return StreamingFakeEngine(settings, image_settings)

@@ -1,5 +1,6 @@
 """Fakes and helpers for the resilience tests (kills, task retries, concurrent writers, MLflow
-outages). Executors import this module by name (``engine_factory="tests.resilience_fakes:..."``).
+outages). Executors import this module by name (the engine factories below, injected through
+``make_engine`` or, for CLI runs, ``tests.fake_candid``).
 
 A fake's behaviour is encoded in ``EngineSettings.model`` as ``key=value;key=value`` (a free
 string for fakes); set ``engine.model_id`` to a fixed name so that result keys do not depend on
@@ -9,11 +10,12 @@ failed task in a fresh Python worker, so nothing in memory survives.
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +85,8 @@ class FailsTaskOnceEngine(ScriptedEngine):
 
     The first engine (across all processes) to reach its *second* generate call claims
     ``markers/first`` and dies; the engine rebuilt in the same worker claims ``markers/second``
-    and dies too, so ``udfs.describe.generate_with_recovery`` fails the task ("engine failed
-    fatally twice"). Spark retries the task in a fresh worker, where both markers exist.
+    and dies too, so the feeding loop (``udfs.feeding``) fails the task ("engine failed
+    fatally twice in a row"). Spark retries the task in a fresh worker, where both markers exist.
     """
 
     def generate(self, images, prompt, sampling) -> list[Generation]:
@@ -108,11 +110,19 @@ def make_fails_task_once_engine(settings: EngineSettings, image_settings: ImageS
 
 # --- job configs and CLI runs shared by the subprocess tests ----------------------------------
 
+# Next to a job YAML: the test engine ("module:function") that CLI runs of it inject. User
+# configs have no engine seam; tests inject through tests.fake_candid (see candid_command).
+ENGINE_SIDECAR_SUFFIX = ".engine"
+DEFAULT_TEST_ENGINE = "tests.resilience_fakes:make_scripted_engine"
+
+
 def write_job_config(tmp: Path, name: str = "job.yaml", **overrides: Any) -> Path:
     """A describe YAML (the structure of conf/demo.yaml) with everything inside ``tmp``.
 
-    ``overrides`` use ``a__b=value`` for nested keys, like ``tests.conftest.describe_config``.
+    ``overrides`` use ``a__b=value`` for nested keys, like ``tests.conftest.describe_config``;
+    ``engine_factory`` names the test engine, recorded beside the YAML (``engine_for_config``).
     """
+    engine = overrides.pop("engine_factory", DEFAULT_TEST_ENGINE)
     data: dict[str, Any] = {
         "input_table": str(tmp / "images"),
         "results_table": str(tmp / "results"),
@@ -121,7 +131,6 @@ def write_job_config(tmp: Path, name: str = "job.yaml", **overrides: Any) -> Pat
         "prompt": {"version": "v2", "dir": str(PROMPT_DIR)},
         "batch_size": 4,
         "chunk_size": 1000,
-        "engine_factory": "tests.resilience_fakes:make_scripted_engine",
         "spark": {
             "profile": str(LOCAL_PROFILE),
             "conf": {
@@ -145,7 +154,24 @@ def write_job_config(tmp: Path, name: str = "job.yaml", **overrides: Any) -> Pat
         node[leaf] = value
     path = tmp / name
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    Path(str(path) + ENGINE_SIDECAR_SUFFIX).write_text(engine, encoding="utf-8")
     return path
+
+
+def engine_for_config(config_file: Path | str) -> Callable[..., Engine]:
+    """The engine factory ``write_job_config`` recorded for ``config_file``, for in-process
+    runs: ``run_describe(config, spark, make_engine=engine_for_config(path))``."""
+    module, _, name = Path(str(config_file) + ENGINE_SIDECAR_SUFFIX).read_text().partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _recorded_engine(args: Sequence[str]) -> str | None:
+    """The test engine recorded beside the ``--config`` file in ``args``, if any."""
+    for flag, value in zip(args, args[1:], strict=False):
+        sidecar = Path(str(value) + ENGINE_SIDECAR_SUFFIX)
+        if flag == "--config" and sidecar.is_file():
+            return sidecar.read_text(encoding="utf-8").strip()
+    return None
 
 
 def candid_env(**extra: str) -> dict[str, str]:
@@ -158,7 +184,11 @@ def candid_env(**extra: str) -> dict[str, str]:
 
 
 def candid_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "jobs.cli", *args]
+    """``candid ARGS``; with the test engine recorded for its ``--config``, if there is one."""
+    engine = _recorded_engine(args)
+    if engine is None:
+        return [sys.executable, "-m", "jobs.cli", *args]
+    return [sys.executable, "-m", "tests.fake_candid", "--engine", engine, *args]
 
 
 def start_candid(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -328,47 +328,15 @@ def check_prompt(prompt: PromptSpec) -> list[str]:
     return problems
 
 
-def flag_rates(flag_lists: Iterable[Sequence[str] | None], total: int) -> dict[str, float]:
-    """Share of ``total`` rows on which each guardrail fired (an id counts once per row).
-
-    Args:
-        flag_lists: each row's ``guardrail_flags`` (None, as Spark gives null arrays, is empty).
-        total: the number of rows the rates are relative to, e.g. the rows with an output.
-
-    Returns:
-        ``{id: rate}`` for every id that fired at least once, sorted by id.
-
-    Raises:
-        ValueError: ``total`` is negative, or there are more flag lists than ``total``.
+def check_max_flag_rate(max_flag_rate: dict[str, float]) -> None:
+    """Raise ValueError when ``max_flag_rate`` names an unknown guardrail (a typo would
+    silently disable the alarm) or gives a maximum outside [0, 1]. The job config calls this,
+    so a bad limit fails before Spark starts.
 
     Example:
-        >>> flag_rates([["truncated"], [], ["truncated", "refusal"], None], 4)
-        {'refusal': 0.25, 'truncated': 0.5}
-    """
-    if total < 0:
-        raise ValueError(f"total must be >= 0, got {total}")
-    counts: Counter[str] = Counter()
-    rows = 0
-    for flags in flag_lists:
-        rows += 1
-        counts.update(set(flags or ()))
-    if rows > total:
-        raise ValueError(f"got {rows} flag lists but total={total}; total must count every row")
-    return {gid: counts[gid] / total for gid in sorted(counts)}
-
-
-def check_thresholds(rates: dict[str, float], max_flag_rate: dict[str, float]) -> list[str]:
-    """Ids whose rate is strictly above their maximum, in ``max_flag_rate``'s order.
-
-    An id without a rate has rate 0. The job exits non-zero when this is not empty.
-
-    Raises:
-        ValueError: ``max_flag_rate`` names an unknown guardrail (a typo would silently disable
-            the alarm) or a maximum outside [0, 1].
-
-    Example:
-        >>> check_thresholds({"truncated": 0.2}, {"truncated": 0.1, "refusal": 0.0})
-        ['truncated']
+        >>> check_max_flag_rate({"truncated": 1.5})
+        Traceback (most recent call last):
+        ValueError: max_flag_rate: maxima must be within [0, 1], got {'truncated': 1.5}
     """
     unknown = sorted(set(max_flag_rate) - set(GUARDRAILS))
     if unknown:
@@ -378,6 +346,17 @@ def check_thresholds(rates: dict[str, float], max_flag_rate: dict[str, float]) -
     bad = {gid: v for gid, v in max_flag_rate.items() if not 0.0 <= v <= 1.0}
     if bad:
         raise ValueError(f"max_flag_rate: maxima must be within [0, 1], got {bad}")
+
+
+def check_thresholds(rates: dict[str, float], max_flag_rate: dict[str, float]) -> list[str]:
+    """Ids whose rate is strictly above their maximum, in ``max_flag_rate``'s order (checked
+    by ``check_max_flag_rate`` when the config was loaded). An id without a rate has rate 0.
+    The job exits non-zero when this is not empty.
+
+    Example:
+        >>> check_thresholds({"truncated": 0.2}, {"truncated": 0.1, "refusal": 0.0})
+        ['truncated']
+    """
     return [gid for gid, limit in max_flag_rate.items() if rates.get(gid, 0.0) > limit]
 
 

@@ -34,7 +34,7 @@ class OutputSpec(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _schema_matches_mode(self) -> "OutputSpec":
+    def _schema_matches_mode(self) -> OutputSpec:
         if self.mode == "json" and not self.json_schema:
             raise ValueError("output.json_schema is required when output.mode is 'json'")
         if self.mode == "text" and self.json_schema:
@@ -68,7 +68,8 @@ class PromptSpec(StrictModel):
         False, description="True when the rules forbid guessing counts (enables a guardrail)."
     )
     restricts_scope: bool = Field(
-        False, description="True when the rules restrict scope to the subject (enables a guardrail)."
+        False,
+        description="True when the rules restrict scope to the subject (enables a guardrail).",
     )
 
     @property

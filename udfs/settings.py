@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
-
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Qwen2-VL merges 2x2 patches of 14 px: every side must be a multiple of 28 px.
 QWEN_PATCH_FACTOR = 28
-# Qwen2-VL-Instruct's processor defaults (min 4 visual tokens, max 16384).
+# Qwen2-VL-Instruct's processor default lower bound (4 visual tokens).
 QWEN_DEFAULT_MIN_PIXELS = 4 * 28 * 28
-QWEN_DEFAULT_MAX_PIXELS = 16384 * 28 * 28
 
+
+# Revisions that identify a local model folder's files, not a hub commit the loaders can fetch.
+LOCAL_REVISION_PREFIX = "local-"
 
 # Pillow refuses (DecompressionBombError) images over twice its process-wide MAX_IMAGE_PIXELS
 # before our own budget is consulted; a budget above that would never be reached.
@@ -76,7 +77,8 @@ class ImageSettings(StrictModel):
     )
     max_aspect_ratio: float = Field(
         200.0, gt=1.0,
-        description="Qwen2-VL rejects aspect ratios of 200:1 or more; such images get a status code.",
+        description="Qwen2-VL rejects aspect ratios of 200:1 or more; such images get a status "
+        "code.",
     )
     background_rgb: tuple[int, int, int] = Field(
         (255, 255, 255),
@@ -84,7 +86,8 @@ class ImageSettings(StrictModel):
         "composited onto. White suits product thumbnails; a black fill invents dark backgrounds.",
     )
     low_visibility_max_side: int = Field(
-        64, ge=1, description="Images whose longer original side is at most this are low-visibility."
+        64, ge=1,
+        description="Images whose longer original side is at most this are low-visibility.",
     )
     low_visibility_min_sharpness: float = Field(
         15.0, ge=0.0,
@@ -92,8 +95,13 @@ class ImageSettings(StrictModel):
         "low-visibility (blurry or flat).",
     )
 
+    def processor_size(self) -> dict[str, int]:
+        """The pixel bounds as the Qwen2-VL image processor takes them (``size=``): both
+        engines give the processor exactly the bounds Candid's own resize used."""
+        return {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
+
     @model_validator(mode="after")
-    def _pixel_bounds_ordered(self) -> "ImageSettings":
+    def _pixel_bounds_ordered(self) -> ImageSettings:
         if self.min_pixels > self.max_pixels:
             raise ValueError(
                 f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})"
@@ -115,18 +123,37 @@ class EngineSettings(StrictModel):
     model_id: str | None = Field(
         None, description="Name recorded in result rows and keys; defaults to `model`."
     )
+    revision: str | None = Field(
+        None,
+        description="Weights revision: a hub commit or tag (passed to the loaders, so a run "
+        "pins its weights), or 'local-<hash>' that the job fills in for a local folder (part of "
+        "the run fingerprint only).",
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
         description="float32 on CPU (bf16 on AVX2 is slower and not token-equal to transformers); "
         "bfloat16 on A100s.",
     )
     max_model_len: int = Field(2048, ge=256, description="Context length the engine reserves for.")
-    max_num_seqs: int = Field(64, ge=1, description="vLLM: sequences scheduled together.")
+    max_num_seqs: int = Field(
+        64, ge=1,
+        description="vLLM: sequences scheduled together, and how many requests Candid keeps in "
+        "flight per engine. A 7B model needs hundreds to saturate an A100; the KV cache must "
+        "hold them (else vLLM preempts).",
+    )
+    max_num_batched_tokens: int | None = Field(
+        None, ge=256,
+        description="vLLM: token budget of one scheduler step (prefill chunks + one token per "
+        "decoding sequence). Larger admits new requests' prompts faster at the cost of longer "
+        "steps; None keeps vLLM's default for the device.",
+    )
     enforce_eager: bool = Field(
         False, description="vLLM: skip torch.compile/CUDA graphs. Faster start, slower steps."
     )
     gpu_memory_utilization: float = Field(
-        0.85, gt=0.0, le=1.0, description="vLLM on GPU: fraction of GPU memory it may take."
+        0.85, gt=0.0, le=1.0,
+        description="vLLM on GPU: fraction of GPU memory it may take; what the weights leave "
+        "becomes KV cache, i.e. how many sequences fit in flight.",
     )
     kv_cache_memory_bytes: int | None = Field(
         None, ge=1 << 20,
@@ -134,7 +161,15 @@ class EngineSettings(StrictModel):
         "left alone, vLLM on CPU reserves many GiB beside Spark.",
     )
     enable_prefix_caching: bool = Field(
-        True, description="vLLM: reuse the KV of the shared instruction prefix across images."
+        True,
+        description="vLLM: reuse the KV of the shared instruction prefix across images, so only "
+        "the image and what follows it is prefilled (see cached_prompt_tokens).",
+    )
+    quantization: str | None = Field(
+        None, min_length=1,
+        description="vLLM: weight quantization, e.g. 'fp8' (half the weight memory of bf16 "
+        "on GPUs that support it, so more KV cache and more sequences); None: as the model "
+        "ships.",
     )
     structured_outputs_backend: Literal["xgrammar", "guidance"] = Field(
         "xgrammar", description="vLLM JSON mode: the grammar backend that constrains decoding."
@@ -157,3 +192,10 @@ class EngineSettings(StrictModel):
     @property
     def recorded_model_id(self) -> str:
         return self.model_id or self.model
+
+    @property
+    def hub_revision(self) -> str | None:
+        """The revision to hand to the model loaders: None for a local folder's own marker."""
+        if self.revision is None or self.revision.startswith(LOCAL_REVISION_PREFIX):
+            return None
+        return self.revision

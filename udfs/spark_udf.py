@@ -1,7 +1,11 @@
-"""The thin adapter between Spark's ``mapInPandas`` and ``udfs.describe``.
+"""The thin adapter between Spark's ``mapInPandas`` and ``udfs.describe_rows``.
 
 Per Python worker: pin the task's GPU (before CUDA is touched), then describe batches with the
 worker's cached engine. All settings arrive in the ``DescribeTask`` argument.
+
+``on_stats`` (optional) receives each partition's ``FeedStats`` in the executor when the
+partition is done; it is pickled with the function, so it must be picklable, e.g. a lambda that
+adds ``stats.to_dict()`` to a Spark accumulator the driver reads after the action.
 """
 
 from __future__ import annotations
@@ -11,25 +15,30 @@ from functools import partial
 
 import pandas as pd
 
-from udfs.describe import DescribeTask, describe_batches
+from udfs.describe_rows import DescribeTask, StatsCallback, describe_batches
 from udfs.engines import cache
 from udfs.gpu import pin_task_gpus
 
 
-def describe_partition(batches: Iterator[pd.DataFrame], task: DescribeTask) -> Iterator[pd.DataFrame]:
+def describe_partition(
+    batches: Iterator[pd.DataFrame], task: DescribeTask, on_stats: StatsCallback | None = None
+) -> Iterator[pd.DataFrame]:
     """``mapInPandas`` function: one result row per input row."""
     pin_task_gpus()
     yield from describe_batches(
         batches,
         task,
-        get_engine=lambda: cache.get_engine(task.engine, task.images, task.engine_factory),
-        reset_engine=lambda: cache.discard_engine(task.engine, task.images, task.engine_factory),
+        get_engine=lambda: cache.get_engine(task.engine, task.images, task.make_engine),
+        reset_engine=lambda: cache.discard_engine(task.engine, task.images, task.make_engine),
+        on_stats=on_stats,
     )
 
 
-def make_describe_fn(task: DescribeTask) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """Bind ``task`` so the function can be handed to ``DataFrame.mapInPandas``."""
-    return partial(describe_partition, task=task)
+def make_describe_fn(
+    task: DescribeTask, on_stats: StatsCallback | None = None
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """Bind ``task`` (and ``on_stats``) so the function can be handed to ``mapInPandas``."""
+    return partial(describe_partition, task=task, on_stats=on_stats)
 
 
 def hash_partition(batches: Iterator[pd.DataFrame], max_bytes: int) -> Iterator[pd.DataFrame]:
@@ -37,5 +46,7 @@ def hash_partition(batches: Iterator[pd.DataFrame], max_bytes: int) -> Iterator[
     from udfs.sources import content_sha256
 
     for frame in batches:
-        hashes = [content_sha256(str(p), max_bytes) if p is not None else None for p in frame["path"]]
+        hashes = [
+            content_sha256(str(p), max_bytes) if p is not None else None for p in frame["path"]
+        ]
         yield frame.assign(content_sha256=hashes)

@@ -1,6 +1,7 @@
 """Several describe runs at once on one results table (real Spark drivers in subprocesses, real
 Delta, a fake engine): Delta's optimistic concurrency plus ``jobs.results``' retries must keep
-exactly one row per (image, prompt version, model)."""
+exactly one row per (image, prompt version, model), and at least one conflict must really have
+been retried."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ from jobs.delta_io import read_table
 from jobs.demo import make_sample_images
 from jobs.ingest import run_ingest
 from jobs.results import RESULT_KEYS
+from tests.command_logs import command_log, failure_report
 from tests.resilience_fakes import (
-    engine_model, run_candid, start_candid, wait_for_all, write_job_config,
+    engine_model,
+    run_candid,
+    start_candid,
+    wait_for_all,
+    write_job_config,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
@@ -55,19 +61,23 @@ def test_concurrent_runs_leave_exactly_one_row_per_key(spark, tmp_path):
     }
     log_paths = {name: tmp_path / f"{name}.log" for name in RUNS}
     wait_for_all(procs, log_paths, timeout=420)
-    logs = {name: path.read_text() for name, path in log_paths.items()}
+    # What each run printed, and its run log (the retries are logged there, not printed).
+    logs = {name: path.read_text() + command_log(path.read_text()) for name, path in log_paths.items()}
 
     assert {p.name for p in barrier.iterdir()} == set(RUNS)  # every run reached its engine
     retried = sum(len(re.findall(r"concurrent write conflict, retry", log)) for log in logs.values())
     outcome = {name: proc.returncode for name, proc in procs.items()}
     print(f"exit codes {outcome}; conflict retries across the runs: {retried}")
+    # The runs did collide (on creating the results table, on a MERGE, or on the write-back)
+    # and a retry resolved it: without one this test would prove nothing about conflicts.
+    assert retried >= 1, {name: log[-3000:] for name, log in logs.items()}
     for name, proc in procs.items():
         if proc.returncode != 0:
             # Allowed only as a clear conflict report after all retries; a rerun finishes it.
             assert CONFLICT_GAVE_UP in logs[name], logs[name][-4000:]
             assert "rerun the job to continue" in logs[name]
             rerun = run_candid(["describe", "--config", str(configs[name])])
-            assert rerun.returncode == 0, rerun.stderr[-4000:]
+            assert rerun.returncode == 0, failure_report(rerun.stdout, rerun.stderr)
 
     results = read_table(spark, config.results_table)
     assert results.count() == results.select(*RESULT_KEYS).distinct().count()

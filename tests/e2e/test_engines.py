@@ -16,7 +16,7 @@ def test_vllm_and_transformers_are_token_for_token_equal(vllm_engine, hf_engine,
     from_vllm = vllm_engine.generate(prepared_samples, prompt, sampling)
     from_hf = hf_engine.generate(prepared_samples, prompt, sampling)
     assert len(from_vllm) == len(from_hf) == len(prepared_samples)
-    for a, b in zip(from_vllm, from_hf):
+    for a, b in zip(from_vllm, from_hf, strict=True):
         # Compare token ids, not text: vLLM drops a trailing incomplete UTF-8 character that
         # transformers decodes as U+FFFD.
         assert a.token_ids == b.token_ids
@@ -41,7 +41,7 @@ def test_one_bad_request_does_not_fail_the_batch(vllm_engine, prepared_samples):
     have stopped before the engine) fails only its own row."""
     from PIL import Image
 
-    from udfs.describe import generate_isolating_failures
+    from udfs.describe_rows import generate_isolating_failures
 
     prompt = find_prompt(PROMPTS, "v2")
     sampling = prompt.sampling.model_copy(update={"max_tokens": 4})
@@ -59,6 +59,68 @@ def test_json_mode_is_constrained_by_the_schema_even_for_a_random_model(vllm_eng
     prompt = find_prompt(PROMPTS, "v3")
     outputs = vllm_engine.generate(prepared_samples[:4], prompt, prompt.sampling)
     parsed = [parse_structured(o.text, prompt.output.json_schema) for o in outputs]
-    assert all(p.ok for p in parsed), [(o.finish_reason, p.error, o.text[-80:]) for o, p in zip(outputs, parsed)]
+    assert all(p.ok for p in parsed), [(o.finish_reason, p.error, o.text[-80:]) for o, p in zip(outputs, parsed, strict=True)]
     assert all(o.finish_reason == "stop" for o in outputs)
     assert {p.value["confidence"] for p in parsed} <= {"high", "medium", "low"}
+
+
+def test_streamed_requests_equal_batch_generate_and_share_the_prompt_prefix(
+    vllm_engine, prepared_samples
+):
+    """vLLM's engine loop driven request by request (each joining a batch already running)
+    gives the token ids of one ``generate`` call, and reuses the instruction prefix's KV."""
+    from PIL import ImageOps
+
+    prompt = find_prompt(PROMPTS, "v2")
+    sampling = prompt.sampling.model_copy(update={"max_tokens": 24})
+    # Mirrored: pixels this engine has not seen, so only the text before the image can be cached.
+    images = [ImageOps.mirror(image) for image in prepared_samples]
+    stream = vllm_engine.open_stream(prompt, sampling, batch_size=1)
+    streamed = {}
+    for key, image in enumerate(images):
+        stream.submit(key, image)
+        streamed.update(stream.poll())
+    while stream.in_flight:
+        streamed.update(stream.poll())
+    batch = vllm_engine.generate(images, prompt, sampling)
+    assert sorted(streamed) == list(range(len(images)))
+    for key, expected in enumerate(batch):
+        assert streamed[key].token_ids == expected.token_ids
+        assert streamed[key].finish_reason == expected.finish_reason
+        assert streamed[key].prompt_tokens == expected.prompt_tokens
+    cached = [streamed[key].cached_prompt_tokens for key in range(len(images))]
+    # Every request after the first found the same shared prefix in the cache, and only it.
+    assert cached[1] > 0 and set(cached[1:]) == {cached[1]}, cached
+    assert cached[1] < min(g.prompt_tokens for g in batch)
+
+
+def test_describe_streams_rows_through_vllm_in_order_with_cache_counts(
+    vllm_engine, tiny_model_dir, sample_images, image_settings, prepared_samples
+):
+    import pandas as pd
+
+    from tests.conftest import tiny_engine_settings
+    from udfs.describe_rows import DescribeTask, describe_batches
+
+    prompt = find_prompt(PROMPTS, "v2")
+    sampling = prompt.sampling.model_copy(update={"max_tokens": 16})
+    task = DescribeTask(
+        engine=tiny_engine_settings(tiny_model_dir), images=image_settings, prompt=prompt,
+        sampling=sampling, batch_size=2,
+    )
+    paths = [str(p) for p in sample_images.paths]
+    frame = pd.DataFrame({"image_id": [f"s{i}" for i in range(len(paths))], "path": paths})
+    stats = []
+    results = list(describe_batches(
+        iter([frame.iloc[:3], frame.iloc[3:]]), task, lambda: vllm_engine, on_stats=stats.append
+    ))
+    assert [len(r) for r in results] == [3, len(paths) - 3]
+    out = pd.concat(results, ignore_index=True)
+    assert list(out["image_id"]) == list(frame["image_id"]) and (out["status"] == "ok").all()
+    expected = vllm_engine.generate(prepared_samples, prompt, sampling)
+    assert list(out["description"]) == [g.text for g in expected]
+    assert (out["cached_prompt_tokens"].iloc[1:] > 0).all()
+    (partition,) = stats
+    assert partition.rows == len(paths) and partition.requests == len(paths)
+    assert partition.cached_prompt_tokens == out["cached_prompt_tokens"].sum()
+    assert 0 < partition.busy_fraction <= 1 and partition.images_per_s > 0

@@ -136,4 +136,4 @@ def test_rendered_pixels_show_every_thumbnail(page_file, tmp_path):
 
 
 def _close(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
-    return all(abs(x - y) <= COLOUR_TOLERANCE for x, y in zip(a, b))
+    return all(abs(x - y) <= COLOUR_TOLERANCE for x, y in zip(a, b, strict=True))

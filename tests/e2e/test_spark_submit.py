@@ -1,4 +1,5 @@
-"""`spark-submit jobs/describe.py` works with the options `candid submit-args` prints."""
+"""`spark-submit jobs/cli.py describe` works with the options `candid submit-args` prints, with
+the real engine (vLLM CPU, tiny model)."""
 
 import os
 import subprocess
@@ -8,19 +9,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.command_logs import failure_report
 from tests.conftest import describe_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_spark_submit_runs_the_describe_entry_point(spark, sample_images, tmp_path):
+def test_spark_submit_runs_the_describe_entry_point(spark, sample_images, tiny_model_dir, tmp_path):
     from jobs.config import IngestConfig
     from jobs.delta_io import read_table
     from jobs.ingest import run_ingest
 
-    config = describe_config(tmp_path, "fake", engine_factory="tests.fakes:make_fake_engine",
-                             mlflow__enabled=False)
+    config = describe_config(tmp_path, tiny_model_dir, mlflow__enabled=False)
     run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
@@ -32,9 +33,9 @@ def test_spark_submit_runs_the_describe_entry_point(spark, sample_images, tmp_pa
     assert "--packages" in args and "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args
     submit = Path(sys.executable).with_name("spark-submit")
     done = subprocess.run(
-        [str(submit), *args, str(REPO / "jobs" / "describe.py"), "--config", str(path)],
+        [str(submit), *args, str(REPO / "jobs" / "cli.py"), "describe", "--config", str(path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 0, failure_report(done.stdout, done.stderr)
     assert "statuses: ok=8" in done.stdout
     assert read_table(spark, config.results_table).count() == 8

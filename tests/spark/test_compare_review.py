@@ -2,6 +2,7 @@
 with the review page loaded in headless Chromium."""
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -52,14 +53,15 @@ def test_compare_run_logs_per_prompt_flag_rates_and_the_page(compared):
     assert any(k.startswith("v2.flag_rate.") for k in metrics)  # random weights trip guardrails
     artifacts = {a.path for a in client.list_artifacts(summary.run_id, "review")}
     assert "review/review.html" in artifacts
-    assert json.loads(open(client.download_artifacts(summary.run_id, "comparison/per_prompt.json")).read())
+    per_prompt = client.download_artifacts(summary.run_id, "comparison/per_prompt.json")
+    assert json.loads(Path(per_prompt).read_text())
 
 
 def test_review_page_renders_offline_in_chromium(compared, tmp_path):
     _, summary, _ = compared
-    html = open(summary.html_path, encoding="utf-8").read()
+    html = Path(summary.html_path).read_text(encoding="utf-8")
     assert "http://" not in html and "https://" not in html
-    done = run_chromium(__import__("pathlib").Path(summary.html_path), tmp_path / "profile", "--dump-dom")
+    done = run_chromium(Path(summary.html_path), tmp_path / "profile", "--dump-dom")
     dom = Dom()
     dom.feed(done.stdout)
     assert dom.count("tr", "image-row") == summary.sample_rows
@@ -69,11 +71,11 @@ def test_review_page_renders_offline_in_chromium(compared, tmp_path):
 
 def test_review_of_one_describe_run_is_logged_to_that_run(spark, compared, tmp_path):
     config, summary, tmp = compared
-    v2_run = summary.per_prompt["describe/v2"]["run_id"]
+    v2_run = summary.per_prompt["describe/v2"].run_id
     review_config = config.model_copy(update={"results_table": str(tmp / "out" / "results")})
     path, shown = run_review(spark, review_config, run_id=v2_run, out=str(tmp_path / "r.html"))
     assert shown == summary.sample_rows
-    page = open(path, encoding="utf-8").read()
+    page = Path(path).read_text(encoding="utf-8")
     assert "describe/v2" in page and "describe/v1" not in page
     client = MlflowClient(tracking_uri=config.mlflow.tracking_uri)
     assert "review/r.html" in {a.path for a in client.list_artifacts(v2_run, "review")}
@@ -84,9 +86,11 @@ def test_review_of_one_describe_run_is_logged_to_that_run(spark, compared, tmp_p
 def test_rerun_reuses_the_sample_results_and_reports_the_same_figures(spark, compared):
     config, first, tmp = compared
     again = run_compare(config, ["v1", "v2", "v3"], 5, str(tmp / "out"), spark)
-    strip = lambda figures: {k: v for k, v in figures.items() if k != "run_id"}  # noqa: E731
+    def strip(figures):  # what a rerun must report the same: all but the new describe run id
+        return (figures.prompt_hash, figures.fingerprint, figures.tally, figures.fingerprints)
+
     assert {k: strip(v) for k, v in again.per_prompt.items()} == {
         k: strip(v) for k, v in first.per_prompt.items()
     }
-    assert all(v["rows"] == first.sample_rows for v in again.per_prompt.values())
+    assert all(v.tally.rows == first.sample_rows for v in again.per_prompt.values())
     assert read_table(spark, str(tmp / "out" / "results")).count() == 3 * first.sample_rows

@@ -1,5 +1,7 @@
 """The describe job on real Spark + Delta + the real vLLM CPU engine + a real MLflow store."""
 
+from pathlib import Path
+
 import pytest
 from mlflow import MlflowClient
 
@@ -29,7 +31,7 @@ def described(spark, sample_images, tiny_model_dir, tmp_path_factory):
 def test_every_image_gets_one_ok_row_with_full_provenance(spark, described):
     config, first, _ = described
     rows = read_table(spark, config.results_table).collect()
-    assert len(rows) == 8 and first.status_counts == {"ok": 8}
+    assert len(rows) == 8 and first.tally.statuses == {"ok": 8}
     assert first.chunks == 2  # 8 rows, chunk_size 5
     for row in rows:
         assert row.status == "ok" and row.status_message is None
@@ -49,7 +51,7 @@ def test_rerun_adds_no_rows_and_recomputes_nothing(spark, described):
     assert results.select(*RESULT_KEYS).distinct().count() == 8
     assert second.rows_pending == 0 and second.rows_processed == 0
     assert {r.run_id for r in results.collect()} == {first.run_id}
-    assert second.table_status_counts == {"ok": 8}
+    assert second.table_tally.statuses == {"ok": 8}
 
 
 def test_descriptions_are_merged_back_into_the_input_table(spark, described):
@@ -78,5 +80,5 @@ def test_mlflow_run_has_params_metrics_and_artifacts(described):
     assert "prompt/describe_v2.yaml" in prompt_files
     local = client.download_artifacts(first.run_id, "samples/outputs.json")
     import json
-    table = json.load(open(local))
+    table = json.loads(Path(local).read_text())
     assert len(table["data"]) == 3 and "description" in table["columns"]

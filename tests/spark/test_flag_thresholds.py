@@ -6,21 +6,23 @@ from mlflow import MlflowClient
 
 from jobs.config import IngestConfig
 from jobs.delta_io import read_table
-from jobs.describe import FlagRateExceeded, run_describe
+from jobs.describe import run_describe
 from jobs.ingest import run_ingest
+from jobs.run_report import FlagRateExceeded
 from tests.conftest import describe_config
+from tests.fakes import make_chatty_engine
 
 pytestmark = pytest.mark.spark
 
 
 def test_flag_rates_over_threshold_fail_after_writing(spark, sample_images, tmp_path):
     config = describe_config(
-        tmp_path, "fake", engine_factory="tests.fakes:make_chatty_engine",
+        tmp_path, "fake",
         max_flag_rate={"generic_opener": 0.5, "stated_count": 1.0, "empty_output": 0.0},
     )
     run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
     with pytest.raises(FlagRateExceeded) as raised:
-        run_describe(config, spark)
+        run_describe(config, spark, make_engine=make_chatty_engine)
     message = str(raised.value)
     assert "generic_opener: 100.0% > 50.0%" in message
     assert "stated_count" not in message and "empty_output" not in message  # within limits

@@ -60,7 +60,8 @@ def test_mixed_folder_rows_in_equal_rows_out(spark, sample_images, tiny_model_di
 
     summary = run_describe(config, spark)
     results = {r.path: r for r in read_table(spark, config.results_table).collect()}
-    assert len(results) == len(inputs) == 13  # rows in == rows out
+    missing = sorted({r.path for r in inputs} - set(results))
+    assert len(results) == len(inputs) == 13, (missing, summary)  # rows in == rows out
     for name, code in BAD_FILES.items():
         row = results[str(folder / name)]
         assert row.status == code, (name, row.status, row.status_message)

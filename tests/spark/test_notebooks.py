@@ -31,14 +31,13 @@ class DbUtils:
         self.widgets = Widgets(values)
 
 
-def test_describe_notebook_runs_the_job_from_widgets(spark, sample_images, tmp_path):
-    config = describe_config(tmp_path, "fake", engine_factory="tests.fakes:make_fake_engine",
-                             mlflow__enabled=False)
+def test_describe_notebook_runs_the_job_from_widgets(spark, sample_images, tiny_model_dir, tmp_path):
+    config = describe_config(tmp_path, tiny_model_dir, mlflow__enabled=False)
     run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     widgets = {"config": str(path), "overrides": "batch_size=2\nchunk_size=3", "prompt_version": "v1"}
-    runpy.run_path(str(NOTEBOOKS / "describe.py"), {"spark": spark, "dbutils": DbUtils(widgets)})
+    runpy.run_path(str(NOTEBOOKS / "describe_images.py"), {"spark": spark, "dbutils": DbUtils(widgets)})
     rows = read_table(spark, config.results_table).collect()
     assert len(rows) == 8 and {r.prompt_version for r in rows} == {"v1"}
     assert all(r.status == "ok" for r in rows)

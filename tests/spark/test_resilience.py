@@ -13,18 +13,25 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jobs import results as results_io
+from jobs import delta_io
+from jobs import staging as staging_io
 from jobs.cli import main as candid_main
 from jobs.config import DescribeConfig, IngestConfig, TrackingSettings, load_config
 from jobs.delta_io import read_table
 from jobs.demo import make_sample_images
 from jobs.describe import run_describe
 from jobs.ingest import run_ingest
-from jobs.results import RESULT_KEYS
-from jobs.tracking import REDACTED, RunTracker, redact
+from jobs.redaction import REDACTED, redact
+from jobs.results import RESULT_KEYS, RESULTS_SCHEMA_DDL
+from jobs.tracking import RunTracker
 from tests.conftest import describe_config
-from tests.fakes import POISON_RGB
-from tests.resilience_fakes import candid_env, run_candid, write_job_config
+from tests.fakes import (
+    POISON_RGB,
+    make_always_dead_engine,
+    make_dies_once_engine,
+    make_poison_engine,
+)
+from tests.resilience_fakes import candid_env, engine_for_config, run_candid, write_job_config
 
 pytestmark = pytest.mark.spark
 
@@ -53,11 +60,10 @@ def _key_count(spark, table: str) -> tuple[int, int]:
 def test_poisoned_images_fail_alone_with_their_path(spark, tmp_path):
     poisoned = _images(tmp_path / "img", count=8, seed=11, poisoned=2)
     config = describe_config(
-        tmp_path, "poison", engine_factory="tests.fakes:make_poison_engine",
-        batch_size=4, mlflow__enabled=False,
+        tmp_path, "poison", batch_size=4, mlflow__enabled=False,
     )
     _ingest(spark, config, tmp_path / "img")
-    summary = run_describe(config, spark)
+    summary = run_describe(config, spark, make_engine=make_poison_engine)
     rows = read_table(spark, config.results_table).collect()
     assert summary.rows_in == len(rows) == 10 and summary.rows_processed == 10
     failed = {r.path: r for r in rows if r.status != "ok"}
@@ -67,7 +73,7 @@ def test_poisoned_images_fail_alone_with_their_path(spark, tmp_path):
         assert row.status_message.startswith(f"{path}: ValueError: poisoned image in batch")
         assert row.description is None
     # Bisection kept every healthy image that shared a batch with a poisoned one.
-    assert summary.status_counts == {"ok": 8, "engine_error": 2}
+    assert summary.tally.statuses == {"ok": 8, "engine_error": 2}
     assert all(r.description.startswith("fake ") for r in rows if r.status == "ok")
 
 
@@ -75,14 +81,14 @@ def test_an_engine_that_dies_once_is_rebuilt_and_every_row_is_ok(spark, tmp_path
     _images(tmp_path / "img", count=6, seed=12)
     marker = tmp_path / "died"
     config = describe_config(
-        tmp_path, str(marker), engine_factory="tests.fakes:make_dies_once_engine",
-        engine__model_id="fake/dies-once", partitions=1, mlflow__enabled=False,
+        tmp_path, str(marker), engine__model_id="fake/dies-once", partitions=1,
+        mlflow__enabled=False,
     )
     _ingest(spark, config, tmp_path / "img")
-    summary = run_describe(config, spark)
+    summary = run_describe(config, spark, make_engine=make_dies_once_engine)
     assert marker.read_text() == "died once\n"  # it did die
     rows = read_table(spark, config.results_table).collect()
-    assert summary.status_counts == {"ok": 6} and len(rows) == 6
+    assert summary.tally.statuses == {"ok": 6} and len(rows) == 6
     # One task on one worker: every row came from the single rebuilt engine.
     assert len({r.description.split(" by ")[1] for r in rows}) == 1
 
@@ -90,15 +96,14 @@ def test_an_engine_that_dies_once_is_rebuilt_and_every_row_is_ok(spark, tmp_path
 def test_an_engine_that_stays_dead_fails_the_job_and_writes_nothing(spark, tmp_path):
     _images(tmp_path / "img", count=4, seed=13)
     config = describe_config(
-        tmp_path, "dead", engine_factory="tests.fakes:make_always_dead_engine",
-        partitions=1, mlflow__enabled=False,
+        tmp_path, "dead", partitions=1, mlflow__enabled=False,
     )
     _ingest(spark, config, tmp_path / "img")
     with pytest.raises(Exception, match="engine failed fatally twice") as failure:
-        run_describe(config, spark)
+        run_describe(config, spark, make_engine=make_always_dead_engine)
     assert "fake engine is dead" in str(failure.value)
     assert read_table(spark, config.results_table).count() == 0
-    staging = results_io.staging_table_for(config.results_table)
+    staging = staging_io.staging_table_for(config.results_table)
     assert read_table(spark, staging).count() == 0
 
 
@@ -111,7 +116,7 @@ def _results_frame(
 
     from pyspark.sql.types import StructType
 
-    schema = StructType.fromDDL(results_io.RESULTS_SCHEMA_DDL)
+    schema = StructType.fromDDL(RESULTS_SCHEMA_DDL)
     values = {
         "prompt_name": "describe", "prompt_version": "v2", "model": model,
         "status": "ok", "run_id": run_id, "written_at": datetime.fromisoformat(written_at),
@@ -130,7 +135,7 @@ def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog):
     from pyspark.sql.types import StringType
 
     table = str(tmp_path / "results")
-    results_io.ensure_tables(spark, table)
+    staging_io.ensure_tables(spark, table)
     started, appended = tmp_path / "merge-started", tmp_path / "appended"
 
     def hold(value: str) -> str:
@@ -158,8 +163,8 @@ def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog):
 
     writer = threading.Thread(target=append_meanwhile)
     writer.start()
-    with caplog.at_level("WARNING", logger="candid.results"):
-        results_io.merge_staged(spark, table, staged, "run-a", 0)
+    with caplog.at_level("WARNING", logger="candid.delta"):
+        staging_io.merge_staged(spark, table, staged, "run-a", 0)
     writer.join()
     assert "concurrent write conflict, retry 1" in caplog.text
     ids = sorted(r.image_id for r in read_table(spark, table).collect())
@@ -177,12 +182,12 @@ def test_a_table_another_run_is_still_creating_is_waited_for(spark, tmp_path, ca
         # Late enough that our first attempt surely meets the empty folder.
         time.sleep(4.0)
         (table / "_delta_log").rmdir()
-        results_io.ensure_tables(spark.newSession(), str(table))
+        staging_io.ensure_tables(spark.newSession(), str(table))
 
     winner = threading.Thread(target=winner_commits)
     winner.start()
-    with caplog.at_level("WARNING", logger="candid.results"):
-        staging = results_io.ensure_tables(spark, str(table), attempts=8, base_delay_s=0.25)
+    with caplog.at_level("WARNING", logger="candid.delta"):
+        staging = staging_io.ensure_tables(spark, str(table), attempts=8, base_delay_s=0.25)
     winner.join()
     assert f"create {table}: concurrent write conflict, retry 1" in caplog.text
     assert read_table(spark, str(table)).columns == read_table(spark, staging).columns[:-1]
@@ -192,8 +197,8 @@ def test_a_table_whose_creator_died_before_committing_gets_a_clear_error(spark, 
     table = tmp_path / "results"
     (table / "_delta_log").mkdir(parents=True)
     no_commit = "_delta_log folder exists but holds no commit"
-    with pytest.raises(results_io.ConcurrentWriteError, match=no_commit):
-        results_io.ensure_tables(spark, str(table), attempts=2, base_delay_s=0.05)
+    with pytest.raises(delta_io.ConcurrentWriteError, match=no_commit):
+        staging_io.ensure_tables(spark, str(table), attempts=2, base_delay_s=0.05)
 
 
 def test_a_folder_of_other_files_is_not_mistaken_for_a_table_being_created(
@@ -202,9 +207,11 @@ def test_a_folder_of_other_files_is_not_mistaken_for_a_table_being_created(
     table = tmp_path / "results"
     table.mkdir()
     (table / "part-0.parquet").write_bytes(b"not ours")
-    with caplog.at_level("WARNING", logger="candid.results"):
-        with pytest.raises(Exception, match="DELTA_MISSING_DELTA_TABLE|not a Delta table"):
-            results_io.ensure_tables(spark, str(table), attempts=6, base_delay_s=5.0)
+    with (
+        caplog.at_level("WARNING", logger="candid.delta"),
+        pytest.raises(Exception, match="DELTA_MISSING_DELTA_TABLE|not a Delta table"),
+    ):
+        staging_io.ensure_tables(spark, str(table), attempts=6, base_delay_s=5.0)
     assert "retry" not in caplog.text  # failed at once
 
 
@@ -215,17 +222,17 @@ def test_interrupted_chunk_protocol_is_recovered_exactly_once(spark, tmp_path):
     from pyspark.sql import functions as F
 
     table = str(tmp_path / "results")
-    staging = results_io.ensure_tables(spark, table)
+    staging = staging_io.ensure_tables(spark, table)
 
     def stage(run_id: str, chunk: int, ids: range, written_at: str) -> None:
         rows = _results_frame(spark, run_id, ids, written_at).withColumn(
             "chunk", F.lit(chunk).cast("int")
         )
-        results_io.stage_chunk(rows, staging, run_id, chunk)
+        staging_io.stage_chunk(rows, staging, run_id, chunk)
 
     def merge(run_id: str, chunk: int) -> None:
-        staged = results_io.read_staged(spark, staging, run_id, chunk)
-        results_io.merge_staged(spark, table, staged, run_id, chunk)
+        staged = staging_io.read_staged(spark, staging, run_id, chunk)
+        staging_io.merge_staged(spark, table, staged, run_id, chunk)
 
     # Run A: chunk 3 merged but not dropped; chunk 1 (a lower number) and chunk -2 staged and
     # never merged, as a crash or out-of-order copies (jobs.dedup) would leave them.
@@ -237,9 +244,9 @@ def test_interrupted_chunk_protocol_is_recovered_exactly_once(spark, tmp_path):
     # merging it again must not replace the committed rows.
     stage("run-a", 3, range(0, 2), "2026-01-02 00:00:00")
     before = {r.image_id: r.written_at for r in read_table(spark, table).collect()}
-    version_before = results_io.delta_table(spark, table).history(1).first()["version"]
+    version_before = delta_io.delta_table(spark, table).history(1).first()["version"]
 
-    recovered = results_io.recover_staged(spark, table)
+    recovered = staging_io.recover_staged(spark, table)
 
     assert recovered == 2 + 3 + 1
     after = {r.image_id: r.written_at for r in read_table(spark, table).collect()}
@@ -248,11 +255,11 @@ def test_interrupted_chunk_protocol_is_recovered_exactly_once(spark, tmp_path):
     assert read_table(spark, staging).count() == 0
     # Two new MERGEs (chunks 1 and -2); chunk 3's repeated MERGE was skipped by its txn id.
     merges = (
-        results_io.delta_table(spark, table).history()
+        delta_io.delta_table(spark, table).history()
         .where(f"version > {version_before} AND operation = 'MERGE'").count()
     )
     assert merges == 2
-    assert results_io.recover_staged(spark, table) == 0
+    assert staging_io.recover_staged(spark, table) == 0
 
 
 def _closed_port() -> int:
@@ -278,7 +285,9 @@ def test_mlflow_outage_never_loses_results(spark, tmp_path, capsys, mlflow_down,
     config = load_config(DescribeConfig, config_file)
     _ingest(spark, config, tmp_path / "img")
     started = time.monotonic()
-    code = candid_main(["describe", "--config", str(config_file)])
+    code = candid_main(
+        ["describe", "--config", str(config_file)], make_engine=engine_for_config(config_file)
+    )
     out, err = capsys.readouterr()
     assert time.monotonic() - started < 120  # no long hang on the dead server
     rows = read_table(spark, config.results_table).collect()
@@ -341,17 +350,17 @@ def test_status_after_a_partial_run_matches_the_tables(spark, tmp_path, capsys):
     )
     config = load_config(DescribeConfig, config_file)
     _ingest(spark, config, folder)
-    run_describe(config, spark)
+    run_describe(config, spark, make_engine=engine_for_config(config_file))
     # New images arrive after the run: they are pending, as is the retryable poisoned row.
     make_sample_images(folder / "later", count=3, seed=16)
     _ingest(spark, config, folder)
     # A crashed run's staged chunk for this prompt and model (2 rows), and one of another model.
     from pyspark.sql import functions as F
 
-    staging = results_io.staging_table_for(config.results_table)
+    staging = staging_io.staging_table_for(config.results_table)
     for run_id, model, ids in (("crashed", "fake/resilience", range(2)), ("other", "x", range(5))):
         rows = _results_frame(spark, run_id, ids, model=model).withColumn("chunk", F.lit(0))
-        results_io.stage_chunk(rows, staging, run_id, 0)
+        staging_io.stage_chunk(rows, staging, run_id, 0)
 
     assert candid_main(["status", "--config", str(config_file)]) == 0
     status = _status_lines(capsys.readouterr().out)

@@ -8,6 +8,7 @@ from jobs.delta_io import read_table
 from jobs.describe import run_describe
 from jobs.ingest import run_ingest
 from tests.conftest import describe_config
+from tests.fakes import make_fake_engine
 
 pytestmark = pytest.mark.spark
 
@@ -15,13 +16,12 @@ pytestmark = pytest.mark.spark
 def test_one_engine_per_worker_across_partitions_and_chunks(spark, sample_images, tmp_path):
     (sample_images.folder.parent / "bad").mkdir(exist_ok=True)
     config = describe_config(
-        tmp_path, "fake-model", engine_factory="tests.fakes:make_fake_engine",
-        partitions=4, batch_size=2, chunk_size=3, mlflow__enabled=False,
+        tmp_path, "fake-model", partitions=4, batch_size=2, chunk_size=3, mlflow__enabled=False,
     )
     run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
-    summary = run_describe(config, spark)
+    summary = run_describe(config, spark, make_engine=make_fake_engine)
     rows = read_table(spark, config.results_table).collect()
-    assert len(rows) == 8 and summary.status_counts == {"ok": 8}
+    assert len(rows) == 8 and summary.tally.statuses == {"ok": 8}
     assert summary.chunks == 3
     instances = {r.description.split(" by ")[1] for r in rows}
     pids = {i.split(":")[0] for i in instances}

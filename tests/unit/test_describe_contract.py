@@ -1,4 +1,4 @@
-"""The row contract of udfs.describe with fake engines: rows in == rows out, input order,
+"""The row contract of udfs.describe_rows with fake engines: rows in == rows out, input order,
 batch sizes, per-row errors, poison-row isolation, fatal-error recovery."""
 
 from pathlib import Path
@@ -8,9 +8,13 @@ import pytest
 from PIL import Image
 
 from tests.fakes import (
-    POISON_RGB, AlwaysDeadEngine, DiesOnceEngine, FakeEngine, PoisonEngine,
+    POISON_RGB,
+    AlwaysDeadEngine,
+    DiesOnceEngine,
+    FakeEngine,
+    PoisonEngine,
 )
-from udfs.describe import RESULT_COLUMN_NAMES, DescribeTask, describe_batches, describe_rows
+from udfs.describe_rows import RESULT_COLUMN_NAMES, DescribeTask, describe_batches, describe_rows
 from udfs.prompts import find_prompt
 from udfs.settings import EngineSettings, ImageSettings
 
@@ -61,7 +65,7 @@ def test_rows_in_equal_rows_out_in_order_with_bounded_batches(tmp_path):
     assert list(out.columns) == list(RESULT_COLUMN_NAMES)
     assert (out["status"] == "ok").all()
     # Output i describes input i: the fake writes the (resized) size it was given.
-    for (_, row), (w, _) in zip(out.iterrows(), [(56 + 28 * i, 84) for i in range(7)]):
+    for (_, row), (w, _) in zip(out.iterrows(), [(56 + 28 * i, 84) for i in range(7)], strict=True):
         assert row["description"].startswith(f"fake {row['input_width']}x{row['input_height']}")
         assert row["orig_width"] == w
     assert len(provider.built) == 1

@@ -2,11 +2,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.fakes import make_fake_engine as FAKE
 from udfs.engines import cache
 from udfs.gpu import cuda_visible_devices, pin_task_gpus
 from udfs.settings import EngineSettings, ImageSettings
-
-FAKE = "tests.fakes:make_fake_engine"
 
 
 @pytest.mark.parametrize("resources, expected", [
@@ -42,6 +41,11 @@ def test_cache_builds_once_per_settings_and_replaces_on_change():
     cache.shutdown_all()
 
 
-def test_bad_factory_path_is_a_clear_error():
-    with pytest.raises(ValueError, match="module:function"):
-        cache.resolve_factory("tests.fakes.make_fake_engine")
+def test_the_registry_names_its_backends_when_given_another():
+    from udfs.engines.registry import create_engine
+
+    class Unknown:  # settings whose backend no registry entry has (validation bypassed)
+        backend = "tensorrt"
+
+    with pytest.raises(ValueError, match=r"unknown engine backend 'tensorrt'; known: \['transformers', 'vllm'\]"):
+        create_engine(Unknown(), ImageSettings())

@@ -13,10 +13,10 @@ from udfs.guardrails import (
     GUARDRAIL_DESCRIPTIONS,
     GUARDRAILS,
     OutputUnderCheck,
+    check_max_flag_rate,
     check_prompt,
     check_thresholds,
     evaluate,
-    flag_rates,
     script_of,
 )
 from udfs.prompts import PromptSpec, load_prompt_file
@@ -423,21 +423,6 @@ def test_clean_grounded_description_passes_v2():
 # --- rates and thresholds ---------------------------------------------------------------------
 
 
-def test_flag_rates_counts_each_id_once_per_row():
-    rates = flag_rates([["truncated", "truncated"], [], None, ["refusal", "truncated"]], 4)
-    assert rates == {"refusal": 0.25, "truncated": 0.5}
-
-
-def test_flag_rates_total_may_exceed_rows_but_not_fall_short():
-    assert flag_rates([["refusal"]], 10) == {"refusal": 0.1}
-    assert flag_rates([], 0) == {}
-    assert flag_rates(iter([[], []]), 2) == {}
-    with pytest.raises(ValueError, match="total"):
-        flag_rates([[], [], []], 2)
-    with pytest.raises(ValueError, match=">= 0"):
-        flag_rates([], -1)
-
-
 def test_check_thresholds():
     rates = {"truncated": 0.2, "refusal": 0.01, "template_leak": 0.0}
     limits = {"refusal": 0.0, "truncated": 0.2, "language_drift": 0.0, "template_leak": 0.0}
@@ -450,6 +435,6 @@ def test_check_thresholds():
     ("limits", "message"),
     [({"truncatd": 0.1}, "unknown guardrail"), ({"truncated": 1.5}, r"\[0, 1\]")],
 )
-def test_check_thresholds_rejects_bad_limits(limits, message):
+def test_bad_limits_are_refused(limits, message):
     with pytest.raises(ValueError, match=message):
-        check_thresholds({}, limits)
+        check_max_flag_rate(limits)

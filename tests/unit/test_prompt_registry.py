@@ -1,12 +1,11 @@
-"""Prompt registration against a real local MLflow store (sqlite)."""
+"""Prompt resolution and registration against a real local MLflow store (sqlite)."""
 
 from pathlib import Path
 
 import pytest
 
-from jobs.config import DescribeConfig
-from jobs.describe import resolve_prompt
-from jobs.prompt_registry import load_registered_prompt, register_prompt
+from jobs.config import ConfigError, DescribeConfig, PromptRef
+from jobs.prompt_store import load_registered_prompt, register_prompt, resolve_prompt
 from udfs.prompts import find_prompt
 
 PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"
@@ -47,7 +46,7 @@ def test_config_can_name_a_registry_uri(tracking_uri, tmp_path):
         "engine": {"model": "x"}, "prompt": {"uri": registered.uri},
         "mlflow": {"tracking_uri": tracking_uri},
     })
-    assert resolve_prompt(config).key == "describe/v2"
+    assert resolve_prompt(config.prompt, tracking_uri).key == "describe/v2"
 
 
 def test_foreign_or_malformed_uris_are_clear_errors(tracking_uri):
@@ -60,3 +59,15 @@ def test_foreign_or_malformed_uris_are_clear_errors(tracking_uri):
         load_registered_prompt("prompts:/someone-else/1", tracking_uri)
     with pytest.raises(ValueError, match="must start with 'prompts:/'"):
         load_registered_prompt("models:/x/1", tracking_uri)
+
+
+def test_a_json_schema_the_grammar_backends_do_not_all_enforce_is_refused(tracking_uri, tmp_path):
+    v3 = (PROMPTS / "describe_v3.yaml").read_text()
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    (folder / "v3.yaml").write_text(v3.replace("maxLength: 120", "pattern: '^[a-z]+$'"))
+    with pytest.raises(ConfigError, match=r"uses \['pattern'\], which vLLM's grammar backends"):
+        resolve_prompt(PromptRef(version="v3", dir=str(folder)), tracking_uri)
+    (folder / "v3.yaml").write_text(v3.replace("type: object", "type: 7", 1))
+    with pytest.raises(ConfigError, match="not a valid JSON schema"):
+        resolve_prompt(PromptRef(version="v3", dir=str(folder)), tracking_uri)

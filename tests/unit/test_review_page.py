@@ -15,7 +15,6 @@ from jobs.review_page import (
     CSP,
     PromptColumn,
     PromptOutput,
-    PromptStats,
     ReviewRow,
     render_review_page,
     review_rows_from_records,
@@ -24,6 +23,7 @@ from jobs.review_page import (
 )
 from tests.html_dom import Dom
 from udfs.guardrails import GUARDRAIL_DESCRIPTIONS
+from udfs.tally import Tally
 
 V1, V2 = "describe/v1", "describe/v2"
 EVIL = '<script>alert("x")</script> & "quotes"'
@@ -213,18 +213,22 @@ def test_summary_table_counts_rows_ok_errors_and_flag_rates(page):
     table = page[page.index('<table class="summary">') : page.index("</table>")]
     v1 = table[table.index(f'data-prompt="{V1}"') :].split("</tr>")[0]
     cells = re.findall(r"<td[^>]*>(.*?)</td>", v1)
-    # prompt, hash, rows, ok, errors, then flags in GUARDRAILS order present on the page
-    assert cells[1:5] == ["<code>aaaa1111</code>", "4", "3", "1"]
+    # prompt, hash, fingerprints, rows, ok, errors, then flags in GUARDRAILS order on the page
+    assert cells[1:6] == ["<code>aaaa1111</code>", "", "4", "3", "1"]
     flag_heads = re.findall(r'<th title="[^"]*">([a-z_]+)</th>', table)
     assert flag_heads == ["truncated", "generic_opener", "stated_count", "scope_drift"]
-    assert cells[5:] == ["33.3%", "0.0%", "33.3%", "0.0%"]
+    assert cells[6:] == ["33.3%", "0.0%", "33.3%", "0.0%"]
+    assert "<h2>Prompts (rows shown)</h2>" in page
 
 
-def test_given_stats_win_over_computed_ones(images):
-    stats = PromptStats(rows=1000, ok=990, errors=10, flag_rates={"refusal": 0.002})
-    page = render_review_page("t", [PromptColumn(V2, stats=stats)], _rows(images), {})
+def test_whole_run_figures_win_over_the_rows_shown(images):
+    stats = Tally({"ok": 990, "missing_file": 10}, {"refusal": 2})
+    column = PromptColumn(V2, stats=stats, fingerprints={"0123456789abcdef": 1000})
+    page = render_review_page("t", [column], _rows(images), {})
     table = page[page.index('<table class="summary">') :].split("</table>")[0]
-    assert ">1000<" in table and ">990<" in table and ">0.2%<" in table
+    assert ">1000<" in table and ">990<" in table and ">10<" in table and ">0.2%<" in table
+    assert '<code class="fingerprint">0123456789abcdef</code> (1000)' in table
+    assert "<h2>Prompts (whole run)</h2>" in page
 
 
 def test_flags_are_badges_with_descriptions_as_tooltips(page):

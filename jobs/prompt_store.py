@@ -1,8 +1,14 @@
-"""Prompt specs in MLflow's Prompt Registry.
+"""Where the driver gets its prompts: the prompt folder or MLflow's Prompt Registry, checked
+before Spark starts.
 
-Each Candid prompt family ``describe`` is registered as ``candid-describe``; each distinct
-content (``PromptSpec.content_hash``) is one registry version, so registering the same file
-twice reuses its version. The whole spec travels in a version tag, so ``prompts:/name/3`` or
+``resolve_prompt`` is the one way in: it loads the spec a ``PromptRef`` names and refuses one
+that cannot work (a guardrail that never fires for it, a JSON schema that is invalid or uses
+keywords vLLM's grammar backends do not all enforce). ``udfs.prompts`` keeps the pure spec and
+its rendering.
+
+Registry: each Candid prompt family ``describe`` is registered as ``candid-describe``; each
+distinct content (``PromptSpec.content_hash``) is one registry version, so registering the same
+file twice reuses its version. The whole spec travels in a version tag, so ``prompts:/name/3`` or
 ``prompts:/name@alias`` loads back exactly what ran, sampling and schema included.
 """
 
@@ -11,13 +17,57 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from udfs.prompts import PromptSpec
+from jobs.config import ConfigError, PromptRef
+from jobs.redaction import redact_text
+from udfs import guardrails
+from udfs.outputs import check_schema, non_portable_keywords
+from udfs.prompts import PromptSpec, find_prompt
 
 REGISTRY_PREFIX = "candid-"
 TAG_HASH = "candid.prompt_hash"
 TAG_VERSION = "candid.prompt_version"
 TAG_SPEC = "candid.spec"
 REGISTRY_URI_PREFIX = "prompts:/"
+
+
+def resolve_prompt(ref: PromptRef, tracking_uri: str) -> PromptSpec:
+    """The prompt spec ``ref`` names, checked.
+
+    Raises:
+        ConfigError: the prompt cannot be found or loaded, or cannot work as written.
+    """
+    try:
+        prompt = load_registered_prompt(ref.uri, tracking_uri) if ref.uri else find_prompt(
+            ref.dir, ref.version, ref.name
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"prompt: {err}") from err
+    except Exception as err:  # noqa: BLE001 - MLflow's errors quote the tracking URI
+        raise ConfigError(redact_text(f"prompt {ref.uri}: {type(err).__name__}: {err}")) from err
+    problems = guardrails.check_prompt(prompt) + _schema_problems(prompt)
+    if problems:
+        raise ConfigError(f"prompt {prompt.key}: " + "; ".join(problems))
+    return prompt
+
+
+def resolve_version(ref: PromptRef, version: str, tracking_uri: str) -> PromptSpec:
+    """Another version from the same prompt folder (``candid compare --prompts v1,v2``)."""
+    return resolve_prompt(PromptRef(version=version, dir=ref.dir), tracking_uri)
+
+
+def _schema_problems(prompt: PromptSpec) -> list[str]:
+    schema = prompt.output.json_schema
+    if prompt.output.mode != "json" or schema is None:
+        return []
+    try:
+        check_schema(schema)
+    except ValueError as err:
+        return [f"output.json_schema is not a valid JSON schema: {err}"]
+    keywords = non_portable_keywords(schema)
+    if keywords:
+        return [f"output.json_schema uses {keywords}, which vLLM's grammar backends do not all "
+                "enforce: the model could break the schema unnoticed"]
+    return []
 
 
 @dataclass(frozen=True)
@@ -67,7 +117,8 @@ def find_registered(spec: PromptSpec, tracking_uri: str) -> RegisteredPrompt | N
 
 
 def register_prompt(spec: PromptSpec, tracking_uri: str) -> RegisteredPrompt:
-    """Register ``spec`` unless a version with the same content hash exists."""
+    """Register ``spec`` unless a version with the same content hash exists. Called through
+    ``jobs.tracking.RunTracker.register_prompt`` (error guard, redaction)."""
     import mlflow
 
     existing = find_registered(spec, tracking_uri)
@@ -109,5 +160,7 @@ def load_registered_prompt(uri: str, tracking_uri: str) -> PromptSpec:
         raise ValueError(f"{uri} was not registered by Candid (no {TAG_SPEC} tag)")
     spec = PromptSpec.model_validate(json.loads(tags[TAG_SPEC]))
     if spec.content_hash() != tags.get(TAG_HASH):
-        raise ValueError(f"{uri}: stored spec hash {spec.content_hash()} != tag {tags.get(TAG_HASH)}")
+        raise ValueError(
+            f"{uri}: stored spec hash {spec.content_hash()} != tag {tags.get(TAG_HASH)}"
+        )
     return spec

@@ -8,7 +8,7 @@
 # COMMAND ----------
 
 from jobs.config import DescribeConfig, load_config
-from jobs.describe import resolve_prompt, run_describe
+from jobs.describe import run_describe
 
 dbutils.widgets.text("config", "conf/cluster-example.yaml", "Config YAML")  # noqa: F821
 dbutils.widgets.text("overrides", "", "Overrides (key=value, one per line)")  # noqa: F821
@@ -22,5 +22,5 @@ if dbutils.widgets.get("prompt_version"):  # noqa: F821
 # COMMAND ----------
 
 config = load_config(DescribeConfig, config_path, overrides)
-summary = run_describe(config, spark, resolve_prompt(config))  # noqa: F821
+summary = run_describe(config, spark)  # noqa: F821
 print(summary)

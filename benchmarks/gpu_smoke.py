@@ -1,0 +1,201 @@
+"""GPU smoke check: the tiny Qwen2-VL through every engine importable here, on a CUDA device.
+
+Builds the random-weight tiny model and a few hundred synthetic thumbnails, then runs each
+engine that imports (transformers always; vLLM when installed) through Candid's streamed
+feeding (``udfs.feeding.feed_frames``: background decoding, requests kept in flight) and prints
+images/s and the engine-busy fraction per engine. Each engine gets a time budget, so the whole
+check ends within about five minutes; the figures say how many images each engine finished.
+
+Needs torch, transformers, tokenizers, torchvision, Pillow, numpy, pandas, pydantic, pyyaml and
+opencv-python-headless: ``pip install -e '.[hf]'`` gives them (add vllm for the vLLM engine).
+It never imports Spark, Delta, MLflow or vLLM unless that engine runs. Without CUDA it says so
+and exits 0; ``--plan`` imports what a run needs and lists the engines, without running them.
+
+Run: ``python benchmarks/gpu_smoke.py`` (writes ``benchmarks/results/gpu_smoke.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing
+
+OUT = REPO / "benchmarks" / "results" / "gpu_smoke.json"
+NEEDED_MODULES = ("torch", "transformers", "tokenizers", "torchvision", "PIL", "numpy", "pandas",
+                  "pydantic", "yaml", "cv2")
+# vLLM in this process, caches in a scratch folder (as jobs.cli.prepare_process_env does).
+# KV cache for the tiny model: room for 256 sequences of ~600 tokens, far below a GPU's memory.
+KV_CACHE_MIB = 2048
+FRAME_ROWS = 16  # rows per input frame (an Arrow batch); the time budget is checked per frame
+
+
+def cuda_problem() -> str | None:
+    """Why this machine cannot run the check, or None."""
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed"
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"CUDA is not available (torch {torch.__version__}, CUDA build {torch.version.cuda})"
+    return None
+
+
+def missing_modules() -> list[str]:
+    return [name for name in NEEDED_MODULES if importlib.util.find_spec(name) is None]
+
+
+def engines_available() -> list[str]:
+    """transformers always; vLLM when its package is installed."""
+    return ["transformers"] + (["vllm"] if importlib.util.find_spec("vllm") is not None else [])
+
+
+def engine_settings(backend: str, model_dir: Path, args):
+    from udfs.settings import EngineSettings
+
+    return EngineSettings(
+        backend=backend, model=str(model_dir), model_id="smoke/tiny-qwen2-vl", dtype="float32",
+        enforce_eager=True, kv_cache_memory_bytes=args.kv_cache_mib << 20, max_model_len=2048,
+        max_num_seqs=args.max_num_seqs,
+    )
+
+
+def frames_until(paths: list[str], deadline: float) -> Iterator[Any]:
+    """Input frames of ``FRAME_ROWS`` rows until ``deadline`` (then the engine drains)."""
+    import pandas as pd
+
+    for start in range(0, len(paths), FRAME_ROWS):
+        if time.monotonic() > deadline:
+            return
+        chunk = paths[start:start + FRAME_ROWS]
+        yield pd.DataFrame({"image_id": [str(start + i) for i in range(len(chunk))], "path": chunk})
+
+
+def run_engine(backend: str, model_dir: Path, paths: list[str], args) -> dict[str, Any]:
+    """Build one engine, feed it the thumbnails within its budget, report FeedStats."""
+    from udfs.engines import create_engine
+    from udfs.engines.stream import open_stream
+    from udfs.feeding import FeedStats, feed_frames
+    from udfs.images import load_image
+    from udfs.prompts import find_prompt
+    from udfs.settings import ImageSettings
+
+    images = ImageSettings(max_pixels=200704)
+    prompt = find_prompt(REPO / "conf" / "prompts", "v2")
+    sampling = prompt.sampling.model_copy(update={"max_tokens": args.max_tokens})
+    started = time.monotonic()
+    engine = create_engine(engine_settings(backend, model_dir, args), images)
+    start_s = time.monotonic() - started
+    stats = FeedStats()
+    try:
+        outcomes = feed_frames(
+            frames_until(paths, time.monotonic() + args.budget_s),
+            connect=lambda: open_stream(engine, prompt, sampling, args.batch_size),
+            reset=lambda: None, load=partial(load_image, settings=images), stats=stats,
+        )
+        failures = sum(1 for _, rows in outcomes for row in rows if row.outcome is None
+                       or isinstance(row.outcome, BaseException))
+    finally:
+        engine.shutdown()
+    return {"engine": backend, "engine_start_s": round(start_s, 1), "failed_rows": failures,
+            **stats.to_dict(), "step_fraction": stats.step_s / stats.wall_s if stats.wall_s else 0}
+
+
+def device_facts() -> dict[str, Any]:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU run)"
+    facts = {"gpu": gpu, "torch": torch.__version__,
+             "cuda": torch.version.cuda, "python": platform.python_version()}
+    if importlib.util.find_spec("vllm") is not None:
+        import vllm
+
+        facts["vllm"] = vllm.__version__
+    return facts
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| engine | images | images/s | engine-busy | in engine step | output tok/s | "
+             "cached/prompt | engine start s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        ratio = r["cached_prompt_ratio"]
+        lines.append(
+            f"| {r['engine']} | {r['rows']} | **{r['images_per_s']:.1f}** | "
+            f"{r['busy_fraction']:.2f} | {r['step_fraction']:.2f} | "
+            f"{r['completion_tokens_per_s']:.0f} | {'-' if ratio is None else f'{ratio:.2f}'} | "
+            f"{r['engine_start_s']} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=400, help="distinct synthetic thumbnails")
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--max-num-seqs", type=int, default=256, help="vLLM requests in flight")
+    parser.add_argument("--batch-size", type=int, default=16, help="transformers batch")
+    parser.add_argument("--budget-s", type=float, default=75.0,
+                        help="seconds of feeding per engine (then in-flight requests finish)")
+    parser.add_argument("--kv-cache-mib", type=int, default=KV_CACHE_MIB, help="vLLM KV cache")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder [a temp dir]")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="run even without CUDA (to check this script; not GPU figures)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--plan", action="store_true",
+                        help="import what a run needs and list the engines; run nothing")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = missing_modules()
+    if missing:
+        print(f"gpu_smoke: missing Python modules {missing}: pip install -e '.[hf]'")
+        return 2
+    if args.plan:
+        import jobs.demo  # noqa: E401, F401
+
+        print(f"gpu_smoke plan: engines {engines_available()}; CUDA: {cuda_problem() or 'ok'}")
+        return 0
+    problem = cuda_problem()
+    if problem and not args.allow_cpu:
+        print(f"gpu_smoke: {problem}; nothing to measure on this machine, exiting.")
+        return 0
+    from udfs.engines.vllm_env import apply_vllm_env
+
+    apply_vllm_env()
+    from jobs.demo import make_sample_images
+    from jobs.tiny_model import make_tiny_model
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="candid-gpu-smoke-"))
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(work / "cache" / "vllm"))
+    model_dir = make_tiny_model(work / "tiny-qwen2-vl")
+    paths = [str(p) for p in make_sample_images(work / "images", count=args.images, seed=3).paths]
+    results = [run_engine(backend, model_dir, paths, args) for backend in engines_available()]
+    print(table(results))
+    report = {
+        "benchmark": "gpu_smoke",
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python benchmarks/gpu_smoke.py", *(argv or sys.argv[1:])]),
+        "device": device_facts(), "settings": {k: str(v) for k, v in vars(args).items()},
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The module structure holds: no import circles (lazy imports inside functions count: they
+still tie the modules together), ``udfs`` never imports ``jobs``, only the Spark adapter and GPU
+pinning in ``udfs`` touch pyspark, and every module imports on its own in a fresh interpreter."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ("jobs", "udfs")
+# The thin Spark adapter and GPU pinning (TaskContext) are the udfs modules that may use Spark.
+UDFS_SPARK_MODULES = {"udfs.spark_udf", "udfs.gpu"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {
+        _module_name(path): path
+        for package in PACKAGES for path in sorted((REPO / package).rglob("*.py"))
+    }
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module named by an import statement, at any depth, except under TYPE_CHECKING."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if _is_type_checking_block(node):
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {
+        name: {m for m in _imports(path) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def strongconnect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                strongconnect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            strongconnect(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles():
+    assert _cycles(_graph()) == []
+
+
+def test_udfs_never_imports_jobs_and_only_the_adapter_uses_spark():
+    modules = _modules()
+    for name, path in modules.items():
+        if not name.startswith("udfs"):
+            continue
+        imported = _imports(path)
+        assert not {m for m in imported if m.split(".")[0] == "jobs"}, name
+        if name not in UDFS_SPARK_MODULES:
+            assert not {m for m in imported if m.split(".")[0] == "pyspark"}, name
+
+
+def _import_alone(module: str) -> tuple[str, int, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], cwd=REPO, capture_output=True, text=True,
+        timeout=120,
+    )
+    return module, done.returncode, done.stderr[-2000:]
+
+
+@pytest.mark.timeout(600)
+def test_every_module_imports_on_its_own():
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [r for r in pool.map(_import_alone, sorted(_modules())) if r[1] != 0]
+    assert failures == []

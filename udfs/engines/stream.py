@@ -1,0 +1,209 @@
+"""Streams of requests: the engine-side half of streamed feeding (``udfs.feeding``).
+
+A stream takes requests one at a time (``submit``) and hands back each one when it finishes
+(``poll``), so a feeder can add a new request the moment another one leaves and the engine never
+idles in the tail of a batch. Every submitted key comes back from ``poll`` exactly once, with a
+``Generation`` or the exception that failed that request alone; only ``EngineDeadError`` is
+raised, and then every request still in flight is lost and must be resubmitted to a new engine.
+
+``BatchedStream`` adapts engines that can only ``generate`` a whole batch (transformers, the
+test fakes): it collects ``batch_size`` requests, generates them together, and isolates a
+failing request by bisection (``generate_isolating_failures``). ``SteppingStream`` is the base
+for engines with their own continuous-batching loop (vLLM): it owns the per-request contract
+(rejections, a step that breaks, aborts) so that a backend only adds, steps and aborts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+from udfs.engines.base import EngineDeadError, Generation, generate_isolating_failures
+from udfs.prompts import PromptSpec
+from udfs.settings import SamplingSettings
+
+if TYPE_CHECKING:
+    from udfs.engines.base import Engine
+
+# (row key, its outcome): a Generation, or the exception that failed this request alone.
+StreamResult = tuple[int, "Generation | BaseException"]
+# Requests a stepping stream keeps queued inside the engine beyond its capacity (at least this
+# many, or an eighth more): a request that finishes is replaced from the engine's own queue in
+# the very next step, and one late image decode does not leave a slot empty.
+MIN_HEADROOM = 2
+
+logger = logging.getLogger(__name__)
+_stream_ids = itertools.count()
+
+
+class RequestStream(ABC):
+    """Requests on one engine for one prompt, each finishing on its own.
+
+    Attributes:
+        capacity: requests the engine works on at once. A feeder that has rows left keeps at
+            least this many in flight, waiting for an image to be decoded rather than letting
+            the engine run short.
+        depth: requests a feeder keeps submitted (``>= capacity``); the surplus waits inside
+            the engine, so a request that finishes is replaced without a round trip.
+    """
+
+    capacity: int
+    depth: int
+
+    @abstractmethod
+    def submit(self, key: int, image: Any) -> None:
+        """Queue one request for ``image`` under ``key`` (unique within the stream).
+
+        Raises:
+            EngineDeadError: the engine can no longer serve requests. A request the engine
+                rejects is not raised: it comes back from ``poll`` with its exception.
+        """
+
+    @abstractmethod
+    def poll(self) -> list[StreamResult]:
+        """Let the engine work (one scheduler step, or one batch) and return the requests that
+        finished since the last call, in no particular order.
+
+        Raises:
+            EngineDeadError: the engine died; nothing in flight will come back.
+        """
+
+    @property
+    @abstractmethod
+    def in_flight(self) -> int:
+        """Requests submitted and not yet returned by ``poll``."""
+
+    def close(self) -> None:  # noqa: B027 - a stream with nothing to free keeps this no-op
+        """Forget (abort) everything still in flight. Idempotent; never raises."""
+
+
+def open_stream(
+    engine: Engine, prompt: PromptSpec, sampling: SamplingSettings, batch_size: int
+) -> RequestStream:
+    """The engine's own stream if it has one (vLLM), else a ``BatchedStream`` over its
+    ``generate`` with ``batch_size`` requests per call."""
+    own = engine.open_stream(prompt, sampling, batch_size)
+    return own if own is not None else BatchedStream(engine, prompt, sampling, batch_size)
+
+
+class BatchedStream(RequestStream):
+    """Batch-wise stream for engines that only implement ``generate``: ``poll`` generates every
+    request submitted since the last poll (at most ``batch_size``, the feeder's ``depth``)."""
+
+    def __init__(
+        self, engine: Engine, prompt: PromptSpec, sampling: SamplingSettings, batch_size: int
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.capacity = self.depth = batch_size
+        self._engine, self._prompt, self._sampling = engine, prompt, sampling
+        self._pending: list[tuple[int, Any]] = []
+
+    def submit(self, key: int, image: Any) -> None:
+        self._pending.append((key, image))
+
+    def poll(self) -> list[StreamResult]:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return []
+        keys = [key for key, _ in batch]
+        images = [image for _, image in batch]
+        outcomes = generate_isolating_failures(self._engine, images, self._prompt, self._sampling)
+        return list(zip(keys, outcomes, strict=True))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def close(self) -> None:
+        self._pending = []
+
+
+class SteppingStream(RequestStream):
+    """Base for engines that batch continuously: requests join and leave a running batch.
+
+    Subclasses implement ``_add`` (queue one request, raising for one the engine rejects),
+    ``_step`` (advance once, return the requests that finished) and ``_abort``. This class
+    keeps the contract: request ids ``candid-<stream>-<key>`` (never integers, so they cannot
+    collide with ``LLM.generate``'s counter); a rejected request comes back from ``poll`` with
+    its exception; a step that raises (anything but ``EngineDeadError``) aborts every request in
+    flight and regenerates them through ``generate_isolating_failures``, so only the request
+    that breaks the step fails.
+    """
+
+    def __init__(
+        self, engine: Engine, prompt: PromptSpec, sampling: SamplingSettings, capacity: int
+    ):
+        self._engine, self._prompt, self._sampling = engine, prompt, sampling
+        self.capacity = capacity
+        self.depth = capacity + max(MIN_HEADROOM, capacity // 8)
+        self._prefix = f"candid-{next(_stream_ids)}-"
+        self._running: dict[str, tuple[int, Any]] = {}  # request id -> (key, image)
+        self._rejected: list[StreamResult] = []
+
+    @abstractmethod
+    def _add(self, request_id: str, image: Any) -> None:
+        """Queue one request. Raise ``EngineDeadError`` if the engine is dead; any other
+        exception rejects this request alone."""
+
+    @abstractmethod
+    def _step(self) -> list[tuple[str, Generation | BaseException]]:
+        """Advance the engine once; the requests that finished (by request id)."""
+
+    @abstractmethod
+    def _abort(self, request_ids: list[str]) -> None:
+        """Drop these requests from the engine."""
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running) + len(self._rejected)
+
+    def submit(self, key: int, image: Any) -> None:
+        request_id = f"{self._prefix}{key}"
+        try:
+            self._add(request_id, image)
+        except EngineDeadError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the engine refused this request; a row error
+            self._rejected.append((key, err))
+            return
+        self._running[request_id] = (key, image)
+
+    def poll(self) -> list[StreamResult]:
+        finished, self._rejected = self._rejected, []
+        if not self._running:
+            return finished
+        try:
+            done = self._step()
+        except EngineDeadError:
+            raise
+        except Exception as err:  # noqa: BLE001 - some request broke the step; isolate it
+            return finished + self._isolate(err)
+        for request_id, outcome in done:
+            entry = self._running.pop(request_id, None)
+            if entry is not None:
+                finished.append((entry[0], outcome))
+        return finished
+
+    def _isolate(self, err: Exception) -> list[StreamResult]:
+        """Abort everything in flight and regenerate it batch-wise with bisection."""
+        logger.warning("an engine step failed (%s: %s); isolating the %d requests in flight",
+                       type(err).__name__, err, len(self._running))
+        entries = list(self._running.values())
+        self.close()
+        images = [image for _, image in entries]
+        outcomes = generate_isolating_failures(self._engine, images, self._prompt, self._sampling)
+        return [(key, outcome) for (key, _), outcome in zip(entries, outcomes, strict=True)]
+
+    def close(self) -> None:
+        self._rejected = []
+        if not self._running:
+            return
+        ids = list(self._running)
+        self._running.clear()
+        try:
+            self._abort(ids)
+        except Exception as err:  # noqa: BLE001 - a dead engine has nothing left to free
+            logger.warning("could not abort %d requests: %s", len(ids), err)
