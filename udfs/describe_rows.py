@@ -18,9 +18,9 @@ import pandas as pd
 from pydantic import Field
 
 from udfs import guardrails
-from udfs.engines.base import Engine, Generation, generate_isolating_failures
+from udfs.engines.base import Engine, Generation, RequestStream, generate_isolating_failures
 from udfs.engines.cache import EngineFactory
-from udfs.engines.stream import RequestStream, open_stream
+from udfs.engines.stream import open_stream
 from udfs.feeding import FeedStats, RowOutcome, feed_frames
 from udfs.images import STATUS_OK, load_image
 from udfs.outputs import parse_structured, to_row_values

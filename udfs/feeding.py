@@ -29,8 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from udfs.engines.base import EngineDeadError, Generation
-from udfs.engines.stream import RequestStream
+from udfs.engines.base import EngineDeadError, Generation, RequestStream
 from udfs.images import PreparedImage
 
 Loader = Callable[[str], PreparedImage]

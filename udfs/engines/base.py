@@ -19,8 +19,8 @@ from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 if TYPE_CHECKING:
     from PIL import Image
 
-    from udfs.engines.stream import RequestStream
-
+# (row key, its outcome): a Generation, or the exception that failed this request alone.
+StreamResult = tuple[int, "Generation | BaseException"]
 # vLLM and transformers finish reasons, mapped to one vocabulary.
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
@@ -47,6 +47,47 @@ class Generation:
     @property
     def completion_tokens(self) -> int:
         return len(self.token_ids)
+
+
+class RequestStream(ABC):
+    """Requests on one engine for one prompt, each finishing on its own.
+
+    Attributes:
+        capacity: requests the engine works on at once. A feeder that has rows left keeps at
+            least this many in flight, waiting for an image to be decoded rather than letting
+            the engine run short.
+        depth: requests a feeder keeps submitted (``>= capacity``); the surplus waits inside
+            the engine, so a request that finishes is replaced without a round trip.
+    """
+
+    capacity: int
+    depth: int
+
+    @abstractmethod
+    def submit(self, key: int, image: Any) -> None:
+        """Queue one request for ``image`` under ``key`` (unique within the stream).
+
+        Raises:
+            EngineDeadError: the engine can no longer serve requests. A request the engine
+                rejects is not raised: it comes back from ``poll`` with its exception.
+        """
+
+    @abstractmethod
+    def poll(self) -> list[StreamResult]:
+        """Let the engine work (one scheduler step, or one batch) and return the requests that
+        finished since the last call, in no particular order.
+
+        Raises:
+            EngineDeadError: the engine died; nothing in flight will come back.
+        """
+
+    @property
+    @abstractmethod
+    def in_flight(self) -> int:
+        """Requests submitted and not yet returned by ``poll``."""
+
+    def close(self) -> None:  # noqa: B027 - a stream with nothing to free keeps this no-op
+        """Forget (abort) everything still in flight. Idempotent; never raises."""
 
 
 class Engine(ABC):

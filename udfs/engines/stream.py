@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import itertools
 import logging
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from udfs.engines.base import EngineDeadError, Generation, generate_isolating_failures
+from udfs.engines.base import (
+    EngineDeadError,
+    Generation,
+    RequestStream,
+    StreamResult,
+    generate_isolating_failures,
+)
 from udfs.prompts import PromptSpec
 from udfs.settings import SamplingSettings
 
 if TYPE_CHECKING:
     from udfs.engines.base import Engine
 
-# (row key, its outcome): a Generation, or the exception that failed this request alone.
-StreamResult = tuple[int, "Generation | BaseException"]
 # Requests a stepping stream keeps queued inside the engine beyond its capacity (at least this
 # many, or an eighth more): a request that finishes is replaced from the engine's own queue in
 # the very next step, and one late image decode does not leave a slot empty.
@@ -36,47 +40,6 @@ MIN_HEADROOM = 2
 
 logger = logging.getLogger(__name__)
 _stream_ids = itertools.count()
-
-
-class RequestStream(ABC):
-    """Requests on one engine for one prompt, each finishing on its own.
-
-    Attributes:
-        capacity: requests the engine works on at once. A feeder that has rows left keeps at
-            least this many in flight, waiting for an image to be decoded rather than letting
-            the engine run short.
-        depth: requests a feeder keeps submitted (``>= capacity``); the surplus waits inside
-            the engine, so a request that finishes is replaced without a round trip.
-    """
-
-    capacity: int
-    depth: int
-
-    @abstractmethod
-    def submit(self, key: int, image: Any) -> None:
-        """Queue one request for ``image`` under ``key`` (unique within the stream).
-
-        Raises:
-            EngineDeadError: the engine can no longer serve requests. A request the engine
-                rejects is not raised: it comes back from ``poll`` with its exception.
-        """
-
-    @abstractmethod
-    def poll(self) -> list[StreamResult]:
-        """Let the engine work (one scheduler step, or one batch) and return the requests that
-        finished since the last call, in no particular order.
-
-        Raises:
-            EngineDeadError: the engine died; nothing in flight will come back.
-        """
-
-    @property
-    @abstractmethod
-    def in_flight(self) -> int:
-        """Requests submitted and not yet returned by ``poll``."""
-
-    def close(self) -> None:  # noqa: B027 - a stream with nothing to free keeps this no-op
-        """Forget (abort) everything still in flight. Idempotent; never raises."""
 
 
 def open_stream(
