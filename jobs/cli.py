@@ -9,15 +9,16 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
-from jobs.config import ConfigError, DescribeConfig, IngestConfig, SparkSettings, load_config
+from jobs.commands import Context, Handler, add_config_args, add_replace_arg, config_from
+from jobs.config import ConfigError, DescribeConfig, IngestConfig
 from jobs.console import ConsoleReporter, Reporter, run_log
+from jobs.eval_cli import EVAL_COMMANDS, add_eval_commands
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    pass
 
 log = logging.getLogger("candid.cli")
 # "ValueError: ...", "pyspark.errors.SomethingException: ..." in a worker's traceback text.
@@ -50,64 +51,6 @@ def prepare_process_env(build_dir: str = "build") -> None:
         os.environ.setdefault(key, value)
 
 
-@dataclass(frozen=True)
-class Context:
-    """What a command handler prints to, where the JVM it starts writes its log, and the
-    engine factory a library caller or test injects (None: the backend registry)."""
-
-    reporter: Reporter
-    out: TextIO
-    err: TextIO
-    log_path: Path | None = None
-    make_engine: Callable | None = None
-
-    def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
-
-    def spark(self, settings: SparkSettings) -> SparkSession:
-        from jobs.spark_session import build_spark
-
-        self.reporter.phase(f"[spark] starting ({_spark_start_note(settings)})")
-        return build_spark(settings, self.log_path)
-
-
-def _spark_start_note(settings: SparkSettings) -> str:
-    if settings.delta_jars == "provided":
-        return "Delta from the classpath"
-    home = Path(settings.ivy_home).resolve()
-    fresh = not (home / "jars").is_dir()
-    return "first start: Delta's jars come from Maven Central" if fresh else "Delta jars cached"
-
-
-def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
-    parser.add_argument(
-        "--config", default=default, required=default is None,
-        help=f"job YAML file (conf/*.yaml){' [default: ' + default + ']' if default else ''}",
-    )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override one config field, e.g. --set batch_size=32 --set engine.dtype=bfloat16",
-    )
-
-
-def _add_replace_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--replace", action="store_true",
-        help="describe again the rows of this prompt version and model that another run "
-        "fingerprint made (changed prompt text, sampling, model revision...); the results "
-        "table's Delta history keeps the old rows",
-    )
-
-
-def _config_from(args: argparse.Namespace, model: type = DescribeConfig, extra=()):
-    """The command's config: file, the command's own defaults (``extra``), --set overrides,
-    then flags that are config fields; later wins."""
-    overrides = [*extra, *args.overrides]
-    if getattr(args, "replace", False):
-        overrides.append("replace=true")
-    return load_config(model, args.config, overrides)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="candid",
@@ -124,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="build/demo", help="where images and tables go")
     demo.add_argument("--images", type=int, default=24, help="number of sample images")
     demo.add_argument("--model-dir", default=DEFAULT_TINY_MODEL, help="tiny model folder")
-    _add_config_args(demo, DEMO_CONFIG)
+    add_config_args(demo, DEMO_CONFIG)
 
     tiny = sub.add_parser(
         "make-tiny-model", help="build a random-weight Qwen2-VL with a locally trained tokenizer"
@@ -133,37 +76,38 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0, help="same seed, byte-identical files")
 
     ingest = sub.add_parser("ingest", help="a folder or manifest of images into the input table")
-    _add_config_args(ingest)
+    add_config_args(ingest)
 
     describe = sub.add_parser("describe", help="describe the input table's images into Delta")
-    _add_config_args(describe)
-    _add_replace_arg(describe)
+    add_config_args(describe)
+    add_replace_arg(describe)
 
     status = sub.add_parser("status", help="done / failed / pending rows, from Delta alone")
-    _add_config_args(status)
+    add_config_args(status)
 
     submit = sub.add_parser(
         "submit-args", help="print spark-submit options for a config's Spark settings, e.g. "
         "spark-submit $(candid submit-args --config F) jobs/describe.py --config F",
     )
-    _add_config_args(submit)
+    add_config_args(submit)
 
     compare = sub.add_parser(
         "compare", help="canary A/B: prompt versions side by side on a stratified sample"
     )
-    _add_config_args(compare)
+    add_config_args(compare)
     compare.add_argument("--prompts", required=True, help="comma-separated versions, e.g. v1,v2,v3")
     compare.add_argument("--sample", type=int, default=200, help="about this many images")
     compare.add_argument("--out", default="build/compare", help="folder for tables and the page")
     compare.add_argument("--seed", type=int, default=0, help="sample seed")
-    _add_replace_arg(compare)
+    add_replace_arg(compare)
 
     review = sub.add_parser("review", help="offline HTML review page of a describe run")
-    _add_config_args(review)
+    add_config_args(review)
     review.add_argument("--run-id", help="MLflow run id of the describe run (else: the "
                         "config's prompt version and model)")
     review.add_argument("--limit", type=int, default=200, help="images shown at most")
     review.add_argument("--out", help="HTML file to write (default build/reviews/<run>.html)")
+    add_eval_commands(sub)
     return parser
 
 
@@ -189,7 +133,7 @@ def _run_command(args: argparse.Namespace, context: Context) -> int:
     from jobs.spark_session import SparkStartError
     from jobs.tracking import TrackingError
 
-    handler: Callable[[argparse.Namespace, Context], int] = _COMMANDS[args.command]
+    handler: Handler = _COMMANDS[args.command]
     where = f" (details: {_shown(context.log_path)})" if context.log_path else ""
     prefix = f"candid {args.command}"
     try:
@@ -243,7 +187,7 @@ def _cmd_make_tiny_model(args: argparse.Namespace, context: Context) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
-    config = _config_from(args, IngestConfig)
+    config = config_from(args, IngestConfig)
     prepare_process_env()
     from jobs.ingest import run_ingest
 
@@ -254,7 +198,7 @@ def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
-    config = _config_from(args)
+    config = config_from(args)
     prepare_process_env()
     from jobs.describe import run_describe
     from jobs.prompt_store import resolve_prompt
@@ -269,7 +213,7 @@ def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, context: Context) -> int:
-    config = _config_from(args)
+    config = config_from(args)
     prepare_process_env()
     from jobs.status import format_status, read_status
 
@@ -280,13 +224,13 @@ def _cmd_status(args: argparse.Namespace, context: Context) -> int:
 def _cmd_submit_args(args: argparse.Namespace, context: Context) -> int:
     from jobs.spark_session import submit_args
 
-    config = _config_from(args)
+    config = config_from(args)
     context.say(" ".join(submit_args(config.spark)))
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
-    config = _config_from(args)
+    config = config_from(args)
     versions = [v.strip() for v in args.prompts.split(",") if v.strip()]
     if len(versions) < 2 or args.sample < 1:
         raise ConfigError("--prompts needs at least two versions and --sample at least 1")
@@ -312,7 +256,7 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
 
 
 def _cmd_review(args: argparse.Namespace, context: Context) -> int:
-    config = _config_from(args)
+    config = config_from(args)
     prepare_process_env()
     from jobs.review import run_review
 
@@ -334,7 +278,7 @@ def _cmd_demo(args: argparse.Namespace, context: Context) -> int:
         f"input_table={tables / 'images'}", f"results_table={tables / 'descriptions'}",
         f"engine.model={args.model_dir}",
     ]
-    config = _config_from(args, extra=overrides)
+    config = config_from(args, extra=overrides)
     prepare_process_env()
     from jobs.demo import make_sample_images
     from jobs.describe import run_describe
@@ -384,7 +328,7 @@ def _print_describe_summary(summary, config: DescribeConfig, context: Context) -
         say(f"  WARNING: {failure}")
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, Context], int]] = {
+_COMMANDS: dict[str, Handler] = {
     "demo": _cmd_demo,
     "make-tiny-model": _cmd_make_tiny_model,
     "ingest": _cmd_ingest,
@@ -394,6 +338,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Context], int]] = {
     "submit-args": _cmd_submit_args,
     "review": _cmd_review,
 }
+
+_COMMANDS.update(EVAL_COMMANDS)
 
 
 if __name__ == "__main__":
