@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser(
         "submit-args", help="print spark-submit options for a config's Spark settings, e.g. "
-        "spark-submit $(candid submit-args --config F) jobs/describe.py --config F",
+        "spark-submit $(candid submit-args --config F) jobs/cli.py describe --config F",
     )
     add_config_args(submit)
 
