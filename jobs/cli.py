@@ -101,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=int, default=0, help="sample seed")
     add_replace_arg(compare)
 
+    plan = sub.add_parser(
+        "plan", help="wall time, GPU-hours and chunk size for a big run, from a measured rate"
+    )
+    plan.add_argument("--images", type=int, required=True, help="images to describe")
+    plan.add_argument("--gpus", type=int, required=True, help="GPUs (one engine each)")
+    plan.add_argument(
+        "--rate-from", required=True,
+        help="an MLflow run id of a describe run, or a results table (its newest run)",
+    )
+    plan.add_argument("--chunk-minutes", type=float, default=15.0,
+                      help="cluster minutes of work per committed chunk [default: 15]")
+    add_config_args(plan, DEMO_CONFIG)
+
     review = sub.add_parser("review", help="offline HTML review page of a describe run")
     add_config_args(review)
     review.add_argument("--run-id", help="MLflow run id of the describe run (else: the "
@@ -255,6 +268,18 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace, context: Context) -> int:
+    from jobs.plan import measured_rate, plan_run
+
+    config = config_from(args)
+    plan_run(args.images, args.gpus, 1.0, args.chunk_minutes)  # the counts, before any I/O
+    is_run_id = re.fullmatch(r"[0-9a-f]{32}", args.rate_from) is not None
+    spark = None if is_run_id else context.spark(config.spark)
+    rate, source = measured_rate(spark, args.rate_from, config.mlflow)
+    context.say(plan_run(args.images, args.gpus, rate, args.chunk_minutes).describe(source))
+    return 0
+
+
 def _cmd_review(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args)
     prepare_process_env()
@@ -337,6 +362,7 @@ _COMMANDS: dict[str, Handler] = {
     "compare": _cmd_compare,
     "submit-args": _cmd_submit_args,
     "review": _cmd_review,
+    "plan": _cmd_plan,
 }
 
 _COMMANDS.update(EVAL_COMMANDS)

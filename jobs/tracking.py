@@ -60,6 +60,11 @@ class RunTracker:
         self.run_id = run_id if found is not None else None
         return self.run_id is not None
 
+    def metric(self, run_id: str, key: str) -> float | None:
+        """The last value a run logged for ``key``; None when absent or MLflow fails."""
+        run = self._guard(f"read run {run_id}", lambda: self._connect().get_run(run_id))
+        return None if run is None else run.data.metrics.get(key)
+
     def _connect(self):
         import mlflow
         from mlflow import MlflowClient
