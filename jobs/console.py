@@ -129,14 +129,31 @@ def _log_to_file(path: Path):
     root.setLevel(logging.INFO)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     logging.captureWarnings(True)
+    # Libraries that print through their own handlers (vLLM configures "vllm" with a stdout
+    # handler and propagate=False once imported) are sent through the root logger too.
+    detached = _detached_loggers()
+    for logger in detached:
+        logger.handlers, logger.propagate = [], True
 
     def undo() -> None:
         logging.captureWarnings(False)
         handler.close()
         root.handlers, level = saved[0], saved[1]
         root.setLevel(level)
+        for logger, (handlers, propagate) in detached.items():
+            logger.handlers, logger.propagate = handlers, propagate
 
     return undo
+
+
+def _detached_loggers() -> dict[logging.Logger, tuple[list[logging.Handler], bool]]:
+    """Loggers that do not propagate to the root but have handlers of their own, with those
+    handlers and their propagate flag (to restore)."""
+    found = {}
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and not logger.propagate and logger.handlers:
+            found[logger] = (logger.handlers[:], logger.propagate)
+    return found
 
 
 class _LogTail:

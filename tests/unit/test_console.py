@@ -70,6 +70,27 @@ def test_run_log_sends_stderr_logging_and_warnings_to_the_file_not_the_terminal(
     assert "after the command" in capfd.readouterr().err
 
 
+def test_run_log_captures_a_library_logger_with_its_own_stdout_handler(tmp_path, capfd):
+    # What vLLM does on import: its logger prints to stdout and does not propagate. CI failed
+    # when an earlier test had imported vLLM in the same process.
+    lib = logging.getLogger("fake_vllm_like")
+    own = logging.StreamHandler(sys.stdout)
+    lib.addHandler(own)
+    lib.propagate = False
+    try:
+        with run_log("describe", verbose=False, root=tmp_path) as run:
+            lib.warning("engine chatter")
+            path = run.path
+        seen = capfd.readouterr()
+        assert "engine chatter" in path.read_text()
+        assert "engine chatter" not in seen.out + seen.err
+        # Restored afterwards.
+        assert lib.handlers == [own] and lib.propagate is False
+    finally:
+        lib.removeHandler(own)
+        lib.propagate = True
+
+
 def test_verbose_run_log_streams_the_log_to_the_terminal(tmp_path, capfd):
     with run_log("ingest", verbose=True, root=tmp_path) as run:
         os.write(2, b"ivy says hello\n")
