@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-unit bench clean
+.PHONY: setup demo test test-unit test-env dist bench clean
 
 setup:
 	./scripts/setup.sh
@@ -11,9 +11,21 @@ setup:
 demo: setup
 	$(VENV)/bin/candid demo
 
-test: setup
+test: setup test-env
 	./scripts/install_chromium.sh
 	$(PY) -m pytest -q
+
+# The packed environment the cluster test ships to its executors: the wheel and what executors
+# import, no engine (tests/e2e/test_cluster.py). Packed again only when the sources change.
+test-env: setup
+	$(PY) scripts/pack_env.py --name executor --exclude pyspark,delta-spark,mlflow
+
+# For a GPU cluster: build/dist/candid-0.1.0-py3-none-any.whl and
+# build/dist/candid-env-gpu.tar.gz (the wheel with CUDA vLLM, packed with venv-pack) for
+# `spark-submit --archives`; see docs/CLUSTER.md. EXTRAS=gpu by default.
+EXTRAS ?= gpu
+dist: setup
+	$(PY) scripts/pack_env.py --name $(EXTRAS) --extras $(EXTRAS)
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -248,7 +248,7 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
     if len(versions) < 2 or args.sample < 1:
         raise ConfigError("--prompts needs at least two versions and --sample at least 1")
     prepare_process_env()
-    from jobs.compare import run_compare
+    from jobs.compare import ab_lines, run_compare
     from jobs.prompt_store import resolve_version
 
     for version in versions:  # every prompt checked before Spark starts
@@ -262,6 +262,8 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
         rates = ", ".join(f"{k}={v:.0%}" for k, v in figures.tally.flag_rates().items()) or "none"
         context.say(f"  {key} (fingerprint {figures.fingerprint}): ok "
                     f"{figures.tally.ok}/{figures.tally.rows}; flags: {rates}")
+    for line in ab_lines(summary.ab) if summary.ab else []:  # rates with CIs, paired verdicts
+        context.say(line)
     context.say(f"side-by-side table: {summary.out_dir}/side_by_side")
     context.say(f"review page: {summary.html_path}")
     context.say(f"MLflow run: {summary.run_id}")

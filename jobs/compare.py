@@ -19,16 +19,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import DescribeConfig, PromptRef, SourceColumnSettings
+from jobs.config import DescribeConfig, InputSettings, PromptRef, SourceColumnSettings
 from jobs.console import Reporter
 from jobs.delta_io import read_table, table_exists
 from jobs.describe import run_describe
 from jobs.describe_run import DescribeSummary, identify_run
+from jobs.inputs import read_inputs
 from jobs.prompt_store import resolve_version
 from jobs.results import fingerprint_counts, tally
+from jobs.review_eval import RatesColumn, render_ab_section
 from jobs.review_page import PromptColumn, review_rows_from_records, write_review_page
 from jobs.tracking import RunTracker
+from udfs.ab import (
+    PairedVerdict,
+    ci_metrics,
+    flag_names,
+    flag_rate_cis,
+    flag_verdicts,
+    format_ci,
+    rate_ci,
+    verdict_metrics,
+)
+from udfs.guardrails import GUARDRAIL_DESCRIPTIONS
 from udfs.prompts import PromptSpec
+from udfs.stats import RateCI
 from udfs.tally import Tally
 
 if TYPE_CHECKING:
@@ -63,6 +77,18 @@ class CompareSummary:
     run_id: str
     html_path: str
     per_prompt: dict[str, PromptFigures] = field(default_factory=dict)
+    ab: FlagAB | None = None
+
+
+@dataclass(frozen=True)
+class FlagAB:
+    """Flag rates with bootstrap intervals per prompt version (``ok_rate`` over all sampled
+    rows, each flag and ``any_flag`` over the ok rows, as ``Tally.flag_rates``), and for every
+    pair of versions the paired verdict of each flag on the images both described (McNemar on
+    the per-image flags)."""
+
+    rates: dict[str, dict[str, RateCI]]
+    verdicts: list[tuple[str, str, list[PairedVerdict]]]
 
 
 def stratum_column(inputs: DataFrame, metrics: DataFrame | None):
@@ -146,7 +172,7 @@ def run_compare(
     out = Path(out_dir).resolve()
     prompts = [resolve_version(config.prompt, v, config.mlflow.tracking_uri) for v in versions]
     sample = stratified_sample(
-        read_table(spark, config.input_table), latest_metrics(spark, config.results_table),
+        read_inputs(spark, config), latest_metrics(spark, config.results_table),
         sample_size, seed,
     )
     _overwrite(sample, out / "sample")
@@ -165,12 +191,33 @@ def run_compare(
     tracker = RunTracker(config.mlflow)
     run_id = tracker.start(f"compare {','.join(versions)}", {"candid.job": "compare"})
     records = [r.asDict() for r in results.orderBy("image_id").collect()]
-    html = _write_page(records, prompts, per_prompt, out, run_id, config)
-    _log_compare(tracker, per_prompt, table, html)
+    ab = flag_ab(records, prompts)
+    html = _write_page(records, prompts, per_prompt, out, run_id, config, ab)
+    _log_compare(tracker, per_prompt, table, html, ab)
     return CompareSummary(
         versions=versions, sample_rows=read_table(spark, str(out / "sample")).count(),
-        out_dir=str(out), run_id=run_id, html_path=html, per_prompt=per_prompt,
+        out_dir=str(out), run_id=run_id, html_path=html, per_prompt=per_prompt, ab=ab,
     )
+
+
+def flag_ab(records: list[dict[str, Any]], prompts: list[PromptSpec]) -> FlagAB:
+    """``FlagAB`` from the sampled result rows (one per image and prompt version)."""
+    rows: dict[str, dict[str, list[str] | None]] = {p.version: {} for p in prompts}
+    for r in records:
+        if r["prompt_version"] in rows:
+            flags = list(r["guardrail_flags"] or []) if r["status"] == "ok" else None
+            rows[r["prompt_version"]][r["image_id"]] = flags
+    flags = flag_names(rows)
+    rates = {}
+    for version, per_image in rows.items():
+        ok = [0.0 if flags_ is None else 1.0 for flags_ in per_image.values()]
+        ok_ci = rate_ci((ok, [1.0] * len(ok)))
+        rates[version] = {**({"ok_rate": ok_ci} if ok_ci else {}),
+                          **flag_rate_cis(per_image, flags)}
+    versions = list(rows)
+    verdicts = [(a, b, flag_verdicts((a, rows[a]), (b, rows[b]), flags))
+                for i, a in enumerate(versions) for b in versions[i + 1:]]
+    return FlagAB(rates, verdicts)
 
 
 def _overwrite(frame: DataFrame, path: Path) -> None:
@@ -181,6 +228,8 @@ def _canary_config(config: DescribeConfig, prompt: PromptSpec, out: Path) -> Des
     """The describe config for one prompt on the sample, into the compare folder."""
     return config.model_copy(update={
         "input_table": str(out / "sample"),
+        # The sample has Candid's own columns (image_id, path), whatever the input table's are.
+        "input": InputSettings(),
         "results_table": str(out / "results"),
         "prompt": PromptRef(version=prompt.version, name=prompt.name, dir=config.prompt.dir),
         "source_column": SourceColumnSettings(enabled=False),
@@ -204,6 +253,7 @@ def _prompt_figures(
 def _write_page(
     records: list[dict[str, Any]], prompts: list[PromptSpec],
     per_prompt: dict[str, PromptFigures], out: Path, run_id: str, config: DescribeConfig,
+    ab: FlagAB,
 ) -> str:
     columns = [
         PromptColumn(key=p.key, prompt_hash=p.content_hash(), description=p.description,
@@ -215,14 +265,21 @@ def _write_page(
         "input table": config.input_table, "sample": str(out / "sample"),
         "describe runs": {key: figures.run_id for key, figures in per_prompt.items()},
     }
+    section = render_ab_section(
+        "Flag rates with confidence intervals",
+        [RatesColumn(p.version, p.key, ab.rates.get(p.version, {})) for p in prompts],
+        [v for _, _, vs in ab.verdicts for v in vs], notes=GUARDRAIL_DESCRIPTIONS,
+        higher_is_better={"ok_rate"}, percent=True,
+    )
     return write_review_page(
         out / "review.html", f"Candid prompt comparison: {', '.join(p.key for p in prompts)}",
-        columns, review_rows_from_records(records), facts,
+        columns, review_rows_from_records(records), facts, [section],
     )
 
 
 def _log_compare(
-    tracker: RunTracker, per_prompt: dict[str, PromptFigures], table: DataFrame, html: str
+    tracker: RunTracker, per_prompt: dict[str, PromptFigures], table: DataFrame, html: str,
+    ab: FlagAB,
 ) -> None:
     import json
 
@@ -237,7 +294,10 @@ def _log_compare(
         params[f"prompt_hash.{version}"] = figures.prompt_hash
         params[f"run_fingerprint.{version}"] = figures.fingerprint
     tracker.log_params(params)
-    tracker.log_metrics(metrics)
+    tracker.log_metrics({**metrics, **ab_metrics(ab)})
+    tracker.log_text(json.dumps({f"{b} vs {a}": [asdict(v) for v in vs]
+                                 for a, b, vs in ab.verdicts}, indent=2),
+                     "comparison/verdicts.json")
     frame = table.toPandas()
     for column in frame.columns:
         if column.startswith("guardrail_flags_"):
@@ -251,3 +311,25 @@ def _log_compare(
     )
     tracker.log_artifact(html, "review")
     tracker.finish("FINISHED")
+
+
+def ab_lines(ab: FlagAB) -> list[str]:
+    """What the CLI prints: each version's rates with intervals, then each pair's verdicts."""
+    lines = [f"  {version} rates (95% CI): "
+             + "; ".join(f"{name} {format_ci(ci, percent=True)}" for name, ci in rates.items())
+             for version, rates in ab.rates.items()]
+    return lines + [f"  {b} vs {a}: {v.line(percent=True)}"
+                    for a, b, verdicts in ab.verdicts for v in verdicts]
+
+
+def ab_metrics(ab: FlagAB) -> dict[str, float]:
+    """Interval bounds of every rate, and every paired verdict, as MLflow metrics (the rates
+    themselves are logged as ``<version>.ok_rate`` and ``<version>.flag_rate.<flag>``)."""
+    metrics: dict[str, float] = {}
+    for version, rates in ab.rates.items():
+        for name, ci in rates.items():
+            key = name if name == "ok_rate" else f"flag_rate.{name}"
+            metrics.update(ci_metrics(f"{version}.{key}", ci))
+    for a, b, verdicts in ab.verdicts:
+        metrics.update(verdict_metrics(f"{b}_vs_{a}", verdicts))
+    return metrics

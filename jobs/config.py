@@ -13,7 +13,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from udfs.settings import EngineSettings, ImageSettings, SamplingSettings, StrictModel
+from udfs.settings import (
+    BatchSize,
+    EngineSettings,
+    ImageSettings,
+    MaxWaitingImages,
+    PrepThreads,
+    SamplingSettings,
+    StrictModel,
+)
 
 DEFAULT_PROMPT_DIR = "conf/prompts"
 DEFAULT_SPARK_PROFILE = "conf/spark/local.yaml"
@@ -77,6 +85,20 @@ class SparkSettings(StrictModel):
         description="Ivy home for the resolved jars (spark.jars.ivy). Project-local, so a broken "
         "user-wide Ivy cache cannot poison it; delete it to resolve afresh.",
     )
+    archive: str | None = Field(
+        None,
+        description="Packed Python environment for spark-submit (`make dist`: "
+        "build/dist/candid-env-gpu.tar.gz, or an hdfs:// / s3:// URI of it). submit-args "
+        "ships it with --archives as ./environment and runs the Python workers with "
+        "./environment/bin/python. None: the nodes' own Python (the wheel installed by an init "
+        "script), or this interpreter for a local master.",
+    )
+    deploy_mode: Literal["client", "cluster"] = Field(
+        "client",
+        description="spark-submit's deploy mode. client: the driver runs where spark-submit "
+        "runs, with this interpreter. cluster (YARN, Kubernetes): the driver runs on the "
+        "cluster, from the archive.",
+    )
 
 
 class TrackingSettings(StrictModel):
@@ -122,17 +144,87 @@ class PromptRef(StrictModel):
 class SourceColumnSettings(StrictModel):
     """Optionally write descriptions back onto the input table as a column per prompt version."""
 
-    enabled: bool = Field(False, description="MERGE descriptions into the input table.")
+    enabled: bool = Field(
+        False,
+        description="MERGE descriptions into the input table, only where the value is new or "
+        "different (a rerun with nothing new commits nothing). Off: the input table is never "
+        "written; join it with the results table instead (a view, docs/operations.md).",
+    )
     column_prefix: str = Field(
         "description_", pattern=r"^[a-z_][a-z0-9_]*$",
         description="Column name = prefix + prompt version (e.g. description_v2).",
     )
+    every_chunk: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Write each chunk's descriptions back right after the chunk commits "
+        "(always), or only once at the end of the run (never). auto: after every chunk when the "
+        "input table has deletion vectors (delta.enableDeletionVectors), which make an update "
+        "write only the changed rows; without them every chunk would rewrite each data file "
+        "holding one of its rows (with hash chunks: about the whole table), so once at the end.",
+    )
+
+
+class InputSettings(StrictModel):
+    """How the input table's columns map onto Candid's (``jobs.inputs.read_inputs``): any Delta
+    table with an id and a path per image works, e.g. a product catalogue owned by another
+    team; the table written by ``candid ingest`` matches the defaults."""
+
+    id_column: str | None = Field(
+        "image_id", min_length=1,
+        description="Column with a unique id per image (any type; stored as a string in the "
+        "results). None: derive the id from the path exactly as ingest does (first 24 hex "
+        "characters of sha256 of the path's UTF-8 bytes), so both give one image one id.",
+    )
+    path_column: str = Field(
+        "path", min_length=1,
+        description="Column with the image's location (local/FUSE path, file:// or fsspec URL).",
+    )
+    filter: str | None = Field(
+        None, min_length=1,
+        description="Spark SQL condition on the input table's own columns; only matching rows "
+        "are described, counted and written back (e.g. \"category = 'shoes'\"). Rows without an "
+        "id or a path are always skipped.",
+    )
+    extra_columns: list[str] = Field(
+        default_factory=list,
+        description="Input columns copied unchanged into every result row (e.g. a category for "
+        "later analysis); added to the results table by schema evolution on first use.",
+    )
+    content_hash_column: str | None = Field(
+        "content_sha256",
+        description="Column with a hash of each file's bytes (ingest writes content_sha256): "
+        "rows that share it are described once (jobs/dedup.py). Used when the table has it; "
+        "None: never.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_and_unreserved(self) -> InputSettings:
+        from udfs.describe_rows import RESULT_COLUMN_NAMES
+
+        named = [self.id_column, self.path_column, *self.extra_columns]
+        named = [name for name in named if name is not None]
+        if len(set(named)) != len(named):
+            raise ValueError(f"id_column, path_column and extra_columns repeat a name: {named}")
+        # Result rows already have these columns (and the tables' own bookkeeping ones).
+        reserved = {*RESULT_COLUMN_NAMES, "written_at", "bucket", "chunk"}
+        clashing = sorted(reserved.intersection(self.extra_columns))
+        if clashing:
+            raise ValueError(f"extra_columns {clashing} are result columns already; rename "
+                             "them in a view of the input table")
+        return self
 
 
 class DescribeConfig(StrictModel):
     """The describe job: input table in, results table out."""
 
-    input_table: str = Field(..., description="Delta table (path or metastore name) of images.")
+    input_table: str = Field(
+        ..., description="Delta table (path or metastore name) of images: the one `candid "
+        "ingest` writes, or any table with an id and a path column (see `input`).",
+    )
+    input: InputSettings = Field(
+        default_factory=InputSettings,
+        description="The input table's column names, row filter and columns carried along.",
+    )
     results_table: str = Field(..., description="Delta table (path or name) for result rows.")
     engine: EngineSettings = Field(..., description="Model and engine settings.")
     images: ImageSettings = Field(default_factory=ImageSettings, description="Image handling.")
@@ -140,22 +232,9 @@ class DescribeConfig(StrictModel):
     sampling: SamplingSettings | None = Field(
         None, description="Overrides the prompt's own sampling defaults when set."
     )
-    batch_size: int = Field(
-        16, ge=1, le=4096,
-        description="Rows per Arrow batch between Spark and the Python worker, and images per "
-        "generate call for engines without streaming (transformers). Not a throughput knob for "
-        "vLLM, which keeps engine.max_num_seqs requests in flight whatever this is.",
-    )
-    prep_threads: int = Field(
-        2, ge=0, le=32,
-        description="Threads per Python worker that read, decode and resize upcoming images "
-        "while the engine works (0: decode inline). Each costs a share of a core.",
-    )
-    max_waiting_images: int = Field(
-        64, ge=1,
-        description="Cap on decoded images waiting for the engine per worker (bounded memory: a "
-        "resized thumbnail is ~0.5 MB); enough to refill the engine as requests finish.",
-    )
+    batch_size: BatchSize
+    prep_threads: PrepThreads
+    max_waiting_images: MaxWaitingImages
     partitions: int | None = Field(
         None, ge=1,
         description="Partitions per chunk; default: Spark's default parallelism (one per core "
@@ -205,9 +284,30 @@ class DescribeConfig(StrictModel):
 
 
 class IngestConfig(StrictModel):
-    """The ingest job: a folder of images or a manifest file into the input Delta table."""
+    """The ingest job: a folder of images or a manifest into the input Delta table."""
 
-    source: str = Field(..., description="Folder of images, or a manifest (.txt/.csv/.jsonl).")
+    source: str = Field(
+        ..., description="A manifest (.txt/.csv/.jsonl/.parquet file or folder, or a Delta "
+        "table: read by Spark on the executors, any size, any Hadoop filesystem), or a folder "
+        "of images (listed on the driver: for local folders of up to ~100 k files; list an "
+        "object store into a manifest instead, docs/operations.md).",
+    )
+    source_format: Literal["auto", "folder", "txt", "csv", "jsonl", "parquet", "delta"] = Field(
+        "auto",
+        description="auto: by the source's ending (.txt, .csv, .jsonl, .parquet), else a Delta "
+        "table if it is one, else a folder of images. Set it for a Parquet folder or a manifest "
+        "without an ending.",
+    )
+    path_column: str = Field(
+        "path", min_length=1,
+        description="Column of image paths in a .csv/.jsonl/Parquet/Delta manifest (a .txt "
+        "manifest is one path per line).",
+    )
+    id_column: str = Field(
+        "image_id", min_length=1,
+        description="Optional column of ids in a .csv/.jsonl/Parquet/Delta manifest; a row "
+        "without one gets the id derived from its path (as for folders).",
+    )
     table: str = Field(..., description="Input Delta table (path or metastore name).")
     recursive: bool = Field(True, description="Descend into sub-folders of `source`.")
     hash_content: bool = Field(
@@ -225,6 +325,14 @@ class IngestConfig(StrictModel):
     spark: SparkSettings = Field(default_factory=SparkSettings, description="SparkSession.")
 
     _absolute_table = field_validator("table")(absolute_table_ref)
+
+    @field_validator("source")
+    @classmethod
+    def _absolute_source(cls, value: str) -> str:
+        # Spark resolves relative paths against its own working directory, not ours.
+        if "://" not in value and Path(value).exists():
+            return str(Path(value).resolve())
+        return absolute_table_ref(value)
 
     @model_validator(mode="after")
     def _extensions_are_suffixes(self) -> IngestConfig:

@@ -17,11 +17,13 @@ are rows of the run's own fingerprint only (``ResultScope.current``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jobs.delta_io import latest_version
 from jobs.describe_run import DescribeRun
-from jobs.planning import HASH, PendingPlan
+from jobs.inputs import HASH
+from jobs.planning import PendingPlan, current_rows
 from jobs.staging import commit_chunk
 from udfs.tally import Tally
 
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
 # Staging partitions for copies (real chunks are numbered from 0).
 REUSE_CHUNK = -1
 FANOUT_CHUNK = -2
-_OWN_COLUMNS = ("image_id", "path", "attempts", "run_id", "written_at", "reused_from")
+# A copy's own values, never the donor's: besides the target row's (image_id, path, attempts,
+# carried input columns), these are made afresh (the bucket at the MERGE, from the image_id).
+_FRESH_COLUMNS = ("run_id", "written_at", "bucket")
 
 
 def reuse_identical(
@@ -43,14 +47,16 @@ def reuse_identical(
 
     if HASH not in plan.pending.columns or not run.summary.rows_pending:
         return plan.pending, None
-    donors = _current_rows(spark, run, plan.results_version).where(F.col("status") == "ok")
+    donors = current_rows(spark, run, plan.results_version).where(F.col("status") == "ok")
     _count_reused(run, copy_from_donors(
-        spark, donors, plan.pending, run.scope.table, run.task.run_id, REUSE_CHUNK))
+        spark, donors, plan.pending, run.scope.table, run.task.run_id, REUSE_CHUNK,
+        run.config.input.extra_columns,
+    ))
     # At a fixed version: ``duplicates`` is evaluated again after the chunks commit, and must
     # not see the representatives described meanwhile (they would drop out of the ranking and
     # a duplicate would become a representative that nobody describes).
     after_copies = latest_version(spark, run.scope.table)
-    copied = _current_rows(spark, run, after_copies).where(F.col("run_id") == run.task.run_id)
+    copied = current_rows(spark, run, after_copies).where(F.col("run_id") == run.task.run_id)
     remaining = plan.pending.join(copied.select("image_id"), "image_id", "left_anti")
     return split_representatives(remaining)
 
@@ -61,15 +67,9 @@ def fan_out_duplicates(spark: SparkSession, run: DescribeRun, duplicates: DataFr
     if duplicates is None:
         return
     _count_reused(run, copy_from_donors(
-        spark, _current_rows(spark, run), duplicates, run.scope.table, run.task.run_id,
-        FANOUT_CHUNK,
+        spark, current_rows(spark, run), duplicates, run.scope.table, run.task.run_id,
+        FANOUT_CHUNK, run.config.input.extra_columns,
     ))
-
-
-def _current_rows(spark: SparkSession, run: DescribeRun, version: int | None = None) -> DataFrame:
-    return run.scope.rows(spark, version).where(
-        run.scope.current(run.fingerprint, run.prompt.content_hash())
-    )
 
 
 def _count_reused(run: DescribeRun, copied: Tally) -> None:
@@ -98,23 +98,26 @@ def copy_from_donors(
     results_table: str,
     run_id: str,
     chunk: int,
+    carried: Sequence[str] = (),
 ) -> Tally:
-    """Give every target row (image_id, path, attempts, content_sha256) whose hash has a donor a
-    copy of the best donor's result (ok first, then newest). Returns what was copied."""
+    """Give every target row (image_id, path, attempts, content_sha256, and the ``carried``
+    input columns) whose hash has a donor a copy of the best donor's result (ok first, then
+    newest). Returns what was copied."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     best = Window.partitionBy(HASH).orderBy(
         (F.col("status") == "ok").desc(), F.col("written_at").desc(), F.col("image_id")
     )
+    own = ["image_id", "path", "attempts", *carried]
     chosen = (
         donors.where(F.col(HASH).isNotNull())
         .withColumn("_rank", F.row_number().over(best)).where(F.col("_rank") == 1)
         .withColumn("reused_from", F.col("image_id"))
-        .drop("_rank", *[c for c in _OWN_COLUMNS if c != "reused_from"])
+        .drop("_rank", *own, *_FRESH_COLUMNS)
     )
     copies = (
-        targets.select("image_id", "path", "attempts", HASH)
+        targets.select(*own, HASH)
         .join(chosen, HASH, "inner")
         .withColumn("run_id", F.lit(run_id))
         .withColumn("written_at", F.current_timestamp())

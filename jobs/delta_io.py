@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
@@ -73,19 +73,39 @@ def latest_version(spark: SparkSession, ref: str) -> int:
 
 
 def create_table_if_missing(
-    spark: SparkSession, ref: str, schema_ddl: str, partition_by: Sequence[str] = ()
+    spark: SparkSession, ref: str, schema_ddl: str, partition_by: Sequence[str] = (),
+    properties: Mapping[str, str] | None = None,
 ) -> None:
-    """Create an empty Delta table with ``schema_ddl`` unless one exists (racing creators are
-    fine: createIfNotExists is atomic in the Delta log)."""
+    """Create an empty Delta table with ``schema_ddl`` (and table ``properties``) unless one
+    exists (racing creators are fine: createIfNotExists is atomic in the Delta log)."""
     from delta.tables import DeltaTable
     from pyspark.sql.types import StructType
 
-    builder = DeltaTable.createIfNotExists(spark)
-    builder = builder.location(ref) if is_path(ref) else builder.tableName(ref)
+    if not is_path(ref):
+        _create_named_table_if_missing(spark, ref, schema_ddl, partition_by, properties or {})
+        return
+    builder = DeltaTable.createIfNotExists(spark).location(ref)
     builder = builder.addColumns(StructType.fromDDL(schema_ddl))
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
     builder.execute()
+
+
+def _create_named_table_if_missing(
+    spark: SparkSession, name: str, schema_ddl: str, partition_by: Sequence[str],
+    properties: Mapping[str, str],
+) -> None:
+    """``create_table_if_missing`` for a metastore name, in SQL: Delta's table builder
+    (``tableName``, delta-spark 4.4) parses at most ``db.table`` and fails on a catalog name
+    such as ``spark_catalog.default.images`` with a syntax error; SQL takes any multipart
+    name."""
+    partitioned = (f" PARTITIONED BY ({', '.join(f'`{c}`' for c in partition_by)})"
+                   if partition_by else "")
+    props = ", ".join(f"'{sql_str(k)}' = '{sql_str(v)}'" for k, v in properties.items())
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({schema_ddl}) USING DELTA{partitioned}"
+              + (f" TBLPROPERTIES ({props})" if props else ""))
 
 
 @contextmanager

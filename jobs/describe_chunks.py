@@ -23,6 +23,7 @@ from jobs.progress import (
     polling,
 )
 from jobs.staging import CommittedChunk, commit_chunk
+from jobs.write_back import write_back_chunk
 from udfs.describe_rows import result_schema_ddl
 from udfs.feeding import FeedStats
 from udfs.outputs import structured_columns
@@ -38,7 +39,9 @@ def describe_chunks(
     """Describe ``rows`` chunk by chunk; the summary and the progress line follow each commit."""
     summary = run.summary
     summary.rows_to_describe = rows.count()
-    chunks = split_chunks(rows, summary.rows_to_describe, run.config.chunk_size)
+    chunks = split_chunks(
+        spark, rows, summary.rows_to_describe, run.config.chunk_size, run.scope.table
+    )
     summary.chunks = len(chunks)
     reporter.phase(
         f"[describe] {run.scope.key} (fingerprint {run.fingerprint}): {summary.rows_in} input "
@@ -47,18 +50,19 @@ def describe_chunks(
     )
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(run.config.batch_size))
     progress = reporter.rows(summary.rows_to_describe, "describe")
-    for index, chunk_rows in enumerate(chunks):
+    for chunk in chunks:
         done, engine = describe_chunk(
-            spark, run, chunk_rows, index, _progress_updater(progress, summary)
+            spark, run, chunk.rows, chunk.index, _progress_updater(progress, summary)
         )
         summary.tally += done.tally
         summary.rows_processed += done.tally.rows
         summary.engine = FeedStats.combined([summary.engine, engine])
         if done.sample is not None:
             run.samples.append(done.sample)
-        run.tracker.log_metrics(engine_metrics(engine, prefix="chunk."), step=index)
+        run.tracker.log_metrics(engine_metrics(engine, prefix="chunk."), step=chunk.index)
         progress.update(summary.rows_processed, summary.tally.ok, summary.tally.errors,
                         note=f"engine busy {summary.engine.busy_fraction:.0%}")
+        write_back_chunk(spark, run, chunk)
     progress.close()
 
 
@@ -81,6 +85,9 @@ def describe_chunk(
         .withColumn("written_at", F.current_timestamp())
         .withColumn("chunk", F.lit(chunk).cast("int"))
     )
+    carried = run.config.input.extra_columns
+    if carried:  # input columns the config carries into the results
+        described = described.join(rows.select("image_id", *carried), "image_id", "left")
     schema = run.prompt.output.json_schema
     if run.prompt.output.mode == "json" and schema:
         # Typed view of the JSON output; schema evolution adds it to the tables on first use.

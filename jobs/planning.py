@@ -8,19 +8,17 @@ Delta versions, so the plan does not move while the run writes to them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobs.delta_io import latest_version, read_table
+from jobs.delta_io import latest_version
 from jobs.describe_run import DescribeRun
+from jobs.inputs import read_inputs
+from jobs.layout import DEFAULT_BUCKETS, ChunkPlan, results_layout
 from jobs.results import RetryPolicy
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-# The content hash column ingest writes (identical bytes are described once, jobs.dedup).
-HASH = "content_sha256"
 
 
 @dataclass
@@ -42,18 +40,22 @@ def plan_pending(spark: SparkSession, run: DescribeRun) -> PendingPlan:
     """Read both tables at their current versions and plan the run's pending rows."""
     config, summary = run.config, run.summary
     input_version = latest_version(spark, config.input_table)
-    inputs = read_table(spark, config.input_table, version=input_version)
-    inputs = inputs.select("image_id", "path", *[c for c in (HASH,) if c in inputs.columns])
+    inputs = read_inputs(spark, config, version=input_version)
     check_unique_ids(inputs, config.input_table)
     results_version = latest_version(spark, config.results_table)
-    done = run.scope.rows(spark, results_version).where(
-        run.scope.current(run.fingerprint, run.prompt.content_hash())
-    )
+    done = current_rows(spark, run, results_version)
     pending = pending_rows(inputs, done, run.retry).cache()
     summary.input_version = input_version
     summary.rows_in = inputs.count()
     summary.rows_pending = pending.count()
     return PendingPlan(input_version, results_version, pending)
+
+
+def current_rows(spark: SparkSession, run: DescribeRun, version: int | None = None) -> DataFrame:
+    """The scope's rows that this run's fingerprint made (optionally at a fixed version)."""
+    return run.scope.rows(spark, version).where(
+        run.scope.current(run.fingerprint, run.prompt.content_hash())
+    )
 
 
 def pending_rows(inputs: DataFrame, done: DataFrame, retry: RetryPolicy) -> DataFrame:
@@ -73,16 +75,33 @@ def pending_rows(inputs: DataFrame, done: DataFrame, retry: RetryPolicy) -> Data
     )
 
 
-def split_chunks(rows: DataFrame, count: int, chunk_size: int) -> list[DataFrame]:
-    """Deterministic chunks of about ``chunk_size`` rows by a hash of image_id: the same rows
-    land in the same chunk on a rerun."""
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a run: its number, its rows, and the results table buckets they fall in."""
+
+    index: int
+    rows: DataFrame
+    buckets: tuple[int, ...]
+
+
+def split_chunks(
+    spark: SparkSession, rows: DataFrame, count: int, chunk_size: int, results_table: str
+) -> list[Chunk]:
+    """Deterministic chunks of at most about ``chunk_size`` rows, made of whole buckets of the
+    results table (``jobs.layout``): the same rows land in the same chunk on a rerun, and each
+    chunk's MERGE touches only its own buckets."""
     from pyspark.sql import functions as F
 
     if not count:
         return []
-    chunks = max(1, math.ceil(count / chunk_size))
-    keyed = rows.withColumn("_chunk", F.pmod(F.xxhash64("image_id"), F.lit(chunks)))
-    return [keyed.where(F.col("_chunk") == c).drop("_chunk") for c in range(chunks)]
+    # A table from before buckets still gets chunks of whole (default) buckets: harmless.
+    buckets = results_layout(spark, results_table).buckets or DEFAULT_BUCKETS
+    plan = ChunkPlan.for_rows(count, chunk_size, buckets)
+    keyed = rows.withColumn("_chunk", plan.chunk_column())
+    return [
+        Chunk(c, keyed.where(F.col("_chunk") == c).drop("_chunk"), plan.buckets_of(c))
+        for c in range(plan.count)
+    ]
 
 
 def check_unique_ids(inputs: DataFrame, table: str) -> None:

@@ -75,6 +75,9 @@ tr.low-visibility td.image { background: #fff7d6; }
 .finish { font-size: 12px; color: #57606a; }
 td.output { min-width: 260px; max-width: 480px; }
 td.missing { color: #8c959f; font-style: italic; }
+.verdict-better { background: #dafbe1; }
+.verdict-worse { background: #ffe3e0; }
+.note { font-size: 12px; color: #57606a; max-width: 900px; }
 """
 
 
@@ -179,6 +182,7 @@ def render_review_page(
     prompts: Sequence[PromptColumn],
     rows: Sequence[ReviewRow],
     summary: Mapping[str, Any],
+    sections: Sequence[str] = (),
 ) -> str:
     """The whole review page as one HTML string.
 
@@ -188,6 +192,8 @@ def render_review_page(
         rows: one per image, in display order.
         summary: run facts shown above the tables (run id, model, input table...); values are
             shown as text, mappings and lists as JSON.
+        sections: HTML fragments shown after the run facts, made by Candid's own renderers
+            (``jobs.review_eval``), which escape every value they show; never model text.
 
     Example:
         >>> page = render_review_page("t", [PromptColumn("describe/v2")], [], {"run": "r1"})
@@ -202,6 +208,7 @@ def render_review_page(
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         _run_summary(summary),
+        *sections,
         _summary_table(prompts, rows),
         _flag_legend(prompts, rows),
         _image_table(prompts, rows),
@@ -216,13 +223,15 @@ def write_review_page(
     prompts: Sequence[PromptColumn],
     rows: Sequence[ReviewRow],
     summary: Mapping[str, Any],
+    sections: Sequence[str] = (),
 ) -> str:
-    """Render the page and write it (UTF-8) to a local path, file:// URI or fsspec URL.
+    """Render the page (``render_review_page``) and write it (UTF-8) to a local path, file://
+    URI or fsspec URL.
 
     Returns:
         ``path`` as a string.
     """
-    page = render_review_page(title, prompts, rows, summary)
+    page = render_review_page(title, prompts, rows, summary, sections)
     target = str(path)
     local = local_path(target)
     if local is not None:

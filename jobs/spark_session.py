@@ -14,12 +14,14 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
 from jobs.config import ConfigError, SparkSettings, project_file
+from jobs.gpu_layout import check_gpu_layout
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -29,6 +31,11 @@ DELTA_CONFS = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 PACKAGES_CONF = "spark.jars.packages"
+PYTHON_CONF = "spark.pyspark.python"
+DRIVER_PYTHON_CONF = "spark.pyspark.driver.python"
+# The folder name (--archives <file>#environment) the packed environment is unpacked under in
+# each container's working directory; the GPU profile's discovery script lives in it too.
+ARCHIVE_NAME = "environment"
 # What Ivy prints for a jar or module it could not get (Spark relays it on the JVM's stderr):
 # "download failed: org.slf4j#slf4j-api;2.0.13!slf4j-api.jar" for a jar, and
 # ":: io.delta#delta-spark_4.2_2.13;9.9.9: not found" / "unresolved dependency: ..." for a module.
@@ -44,16 +51,31 @@ class SparkStartError(RuntimeError):
     """The JVM behind the SparkSession did not start; the message names the cause and the log."""
 
 
-def load_profile(path: str | Path) -> tuple[str | None, dict[str, str]]:
-    """(master, confs) from a conf/spark/*.yaml profile."""
+@dataclass(frozen=True)
+class SparkProfile:
+    """A conf/spark/*.yaml profile: the master (None under spark-submit), its confs, and
+    whether the engine runs on GPUs there (then a GPU resource is required)."""
+
+    master: str | None = None
+    conf: dict[str, str] = field(default_factory=dict)
+    gpu: bool = False
+
+
+def load_profile(path: str | Path | None) -> SparkProfile:
+    """The profile at ``path`` (an empty one for None)."""
+    if path is None:
+        return SparkProfile()
     try:
         raw = yaml.safe_load(project_file(str(path)).read_text(encoding="utf-8")) or {}
     except OSError as err:
         raise ConfigError(f"spark.profile: cannot read {path}: {err}") from err
-    unknown = set(raw) - {"master", "conf"}
+    unknown = set(raw) - {"master", "conf", "gpu"}
     if unknown:
         raise ConfigError(f"spark.profile {path}: unknown keys {sorted(unknown)}")
-    return raw.get("master"), {str(k): str(v) for k, v in (raw.get("conf") or {}).items()}
+    if not isinstance(raw.get("gpu", False), bool):
+        raise ConfigError(f"spark.profile {path}: gpu must be true or false")
+    confs = {str(k): str(v) for k, v in (raw.get("conf") or {}).items()}
+    return SparkProfile(raw.get("master"), confs, raw.get("gpu", False))
 
 
 def delta_package() -> str:
@@ -86,9 +108,21 @@ def delta_resolution_confs(settings: SparkSettings) -> dict[str, str]:
 def spark_confs(settings: SparkSettings) -> tuple[str | None, dict[str, str]]:
     """The master and the full conf map the session is built with: Delta's SQL confs, jar
     resolution, the profile, then the config's own overrides (later wins)."""
-    master, confs = load_profile(settings.profile) if settings.profile else (None, {})
-    confs = {**DELTA_CONFS, **delta_resolution_confs(settings), **confs, **settings.conf}
-    return settings.master or master, confs
+    profile = load_profile(settings.profile)
+    confs = {**DELTA_CONFS, **delta_resolution_confs(settings), **profile.conf, **settings.conf}
+    return settings.master or profile.master, confs
+
+
+def check_session_gpus(spark: SparkSession, settings: SparkSettings) -> None:
+    """Refuse a session whose GPU settings would make tasks share a GPU, or that declares no
+    GPU resource under a GPU profile; before any engine is built (``jobs.gpu_layout``).
+    Reads the effective conf: under spark-submit it is the command line's, not the profile's.
+
+    Raises:
+        ConfigError: names the settings to fix.
+    """
+    confs = dict(spark.sparkContext.getConf().getAll())
+    check_gpu_layout(confs, load_profile(settings.profile).gpu)
 
 
 def build_spark(settings: SparkSettings, log_file: str | Path | None = None) -> SparkSession:
@@ -106,11 +140,21 @@ def build_spark(settings: SparkSettings, log_file: str | Path | None = None) -> 
     from pyspark.sql import SparkSession
 
     master, confs = spark_confs(settings)
+    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    effective = confs
+    if under_submit:
+        # spark-submit's own --conf options win: one added after submit-args' must not be undone
+        # by setting the config's value again on the builder (which would override it).
+        launched = launch_confs()
+        confs = {k: v for k, v in confs.items() if k not in launched}
+        effective = {**confs, **launched}
+    # In a second: before a JVM starts, or under spark-submit before the SparkContext (and any
+    # executor) exists.
+    check_gpu_layout(effective, load_profile(settings.profile).gpu)
     # Executors must run this very interpreter (the project's virtualenv), locally at least.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(settings.app_name)
-    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     if master and not under_submit:
         builder = builder.master(master)
     for key, value in confs.items():
@@ -123,7 +167,17 @@ def build_spark(settings: SparkSettings, log_file: str | Path | None = None) -> 
             raise
         raise SparkStartError(explain_start_failure(err, log_file, confs)) from err
     spark.sparkContext.setLogLevel("WARN")
+    check_session_gpus(spark, settings)
     return spark
+
+
+def launch_confs() -> dict[str, str]:
+    """Under spark-submit, the confs its command line gave the JVM (``--conf``, the properties
+    file, ``--master`` ...), read through the running gateway before any SparkContext exists."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM; starts nothing
+    return dict(SparkConf().getAll())
 
 
 @contextmanager
@@ -191,17 +245,43 @@ def _repository(confs: dict[str, str]) -> str:
     return "Maven Central"
 
 
-def submit_args(settings: SparkSettings) -> list[str]:
+def submit_args(settings: SparkSettings, python: str = sys.executable) -> list[str]:
     """``spark-submit`` options equivalent to ``build_spark(settings)``: under spark-submit the
     JVM starts before our code runs, so static confs (Delta's extensions, executor env) and the
     Delta package must be given on the command line. Values are not shell-quoted: meant for
-    ``spark-submit $(candid submit-args ...)`` with confs that contain no spaces."""
+    ``spark-submit $(candid submit-args ...)`` with confs that contain no spaces.
+
+    Which Python the workers run (``spark.pyspark.python``) follows from where they run: with
+    ``settings.archive`` the packed environment that --archives unpacks in each container as
+    ./environment; with a local master this machine's ``python``; otherwise nothing, and the
+    nodes' own Python (with the wheel installed) runs them. ``python`` is named only for
+    processes on this machine: the workers of a local master, the driver in client mode.
+    """
     master, confs = spark_confs(settings)
+    check_gpu_layout(confs, load_profile(settings.profile).gpu)
     args = ["--master", master] if master else []
+    if settings.deploy_mode == "cluster":
+        args += ["--deploy-mode", "cluster"]
     packages = confs.pop(PACKAGES_CONF, None)
     if packages:
         args += ["--packages", packages]
+    if settings.archive:
+        args += ["--archives", f"{_archive_uri(settings.archive)}#{ARCHIVE_NAME}"]
+        confs[PYTHON_CONF] = f"./{ARCHIVE_NAME}/bin/python"
+        if settings.deploy_mode == "client":
+            confs[DRIVER_PYTHON_CONF] = python
+    elif master is not None and master.startswith("local"):
+        confs[PYTHON_CONF] = python
     for key, value in confs.items():
         args += ["--conf", f"{key}={value}"]
-    args += ["--conf", f"spark.pyspark.python={sys.executable}"]
     return args
+
+
+def _archive_uri(archive: str) -> str:
+    """A local archive as an absolute path (spark-submit uploads it); URIs as given."""
+    if "://" in archive:
+        return archive
+    path = Path(archive).resolve()
+    if not path.is_file():
+        raise ConfigError(f"spark.archive: no file at {path} (build it with `make dist`)")
+    return str(path)

@@ -32,6 +32,7 @@ from jobs.delta_io import (
     table_exists,
     with_concurrency_retries,
 )
+from jobs.layout import create_results_table, results_layout
 from jobs.results import RESULT_KEYS, RESULTS_SCHEMA_DDL, tally
 from udfs.tally import Tally
 
@@ -62,15 +63,16 @@ def ensure_tables(
     it, ``DELTA_TABLE_NOT_FOUND`` / ``DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION``; all are
     retried until the winner's table is visible."""
     staging = staging_table_for(results_table)
-    for ref, ddl, partitions in (
-        (results_table, RESULTS_SCHEMA_DDL, ()),
-        (staging, STAGING_SCHEMA_DDL, STAGING_PARTITIONS),
-    ):
+    creators: tuple[tuple[str, Callable[[], None]], ...] = (
+        (results_table, lambda: create_results_table(spark, results_table, RESULTS_SCHEMA_DDL)),
+        (staging, lambda: create_table_if_missing(
+            spark, staging, STAGING_SCHEMA_DDL, STAGING_PARTITIONS)),
+    )
+    for ref, create in creators:
         half_created = _half_created_check(spark, ref)
         try:
             with_concurrency_retries(
-                lambda: create_table_if_missing(spark, ref, ddl, partitions),  # noqa: B023
-                what=f"create {ref}", attempts=attempts, base_delay_s=base_delay_s,
+                create, what=f"create {ref}", attempts=attempts, base_delay_s=base_delay_s,
                 also_retry=half_created,
             )
         except ConcurrentWriteError as err:
@@ -155,17 +157,23 @@ def commit_chunk(
 def merge_staged(
     spark: SparkSession, results_table: str, staged: DataFrame, run_id: str, chunk: int
 ) -> None:
-    """Upsert staged rows into the results table, idempotently (see module docstring)."""
-    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in RESULT_KEYS)
+    """Upsert staged rows into the results table, idempotently (see module docstring). In a
+    bucketed table (``jobs.layout``) the MERGE reads and rewrites only the staged rows'
+    buckets."""
 
     def merge() -> None:
+        # The layout is read per attempt: a table rewritten into buckets meanwhile
+        # (relayout_results) must get rows with their bucket.
+        layout = results_layout(spark, results_table)
+        source = layout.with_bucket(staged)
+        condition = layout.merge_condition(RESULT_KEYS, layout.buckets_in(source))
         # One app id per staged partition: Delta skips a txnVersion that is not above the
         # last one seen for an app id, so numbering the partitions of one app id would make
         # any out-of-order merge (recovery, the dedup copies) silently skip.
         with delta_txn(spark, f"{TXN_APP_PREFIX}{run_id}-{chunk}", 0):
             (
                 delta_table(spark, results_table).alias("t")
-                .merge(staged.alias("s"), condition)
+                .merge(source.alias("s"), condition)
                 .withSchemaEvolution()
                 .whenMatchedUpdateAll(condition="s.written_at > t.written_at")
                 .whenNotMatchedInsertAll()

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from jobs.config import DescribeConfig
-from jobs.delta_io import read_table, table_exists
+from jobs.delta_io import latest_version, read_table, table_exists
 from jobs.describe_run import identify_run
+from jobs.inputs import read_inputs
 from jobs.planning import pending_rows
 from jobs.prompt_store import resolve_prompt
 from jobs.results import RetryPolicy, fingerprint_counts
@@ -42,7 +43,9 @@ def read_status(spark: SparkSession, config: DescribeConfig) -> RunStatus:
         input_table=config.input_table, results_table=config.results_table,
         prompt=prompt.key, model=scope.model, fingerprint=identity.fingerprint,
     )
-    inputs = read_table(spark, config.input_table).select("image_id", "path")
+    # One input version for every count below, while a run or an appender writes to it.
+    version = latest_version(spark, config.input_table)
+    inputs = read_inputs(spark, config, version).select("image_id", "path")
     status.input_rows = inputs.count()
     retry = RetryPolicy(tuple(config.retry_statuses), config.max_attempts)
     rows = scope.rows(spark).join(inputs.select("image_id"), "image_id", "left_semi")

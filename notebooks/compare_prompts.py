@@ -1,25 +1,31 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Candid: prompt A/B before a full run
-# MAGIC Runs several prompt versions on one stratified sample and writes a side-by-side Delta
-# MAGIC table plus an offline review page (also logged to MLflow).
+# MAGIC Runs several prompt versions on one stratified sample of the input table and writes a
+# MAGIC side-by-side Delta table plus an offline review page (also logged to MLflow). Widgets: the
+# MAGIC tables, the prompt versions, the sample size, the output folder (`jobs/notebook.py`).
 
 # COMMAND ----------
 
 from jobs.compare import run_compare
-from jobs.config import DescribeConfig, load_config
+from jobs.notebook import (
+    COMPARE_WIDGETS,
+    config_from_widgets,
+    notebook_spark,
+    prompt_versions,
+    read_widgets,
+    sample_size,
+)
 
-dbutils.widgets.text("config", "conf/cluster-example.yaml", "Config YAML")  # noqa: F821
-dbutils.widgets.text("prompts", "v1,v2,v3", "Prompt versions")  # noqa: F821
-dbutils.widgets.text("sample", "200", "Sample size")  # noqa: F821
-dbutils.widgets.text("out", "/dbfs/candid/compare", "Output folder")  # noqa: F821
-
-config = load_config(DescribeConfig, dbutils.widgets.get("config"))  # noqa: F821
-versions = [v.strip() for v in dbutils.widgets.get("prompts").split(",") if v.strip()]  # noqa: F821
+values = read_widgets(globals(), COMPARE_WIDGETS)
+config = config_from_widgets(values)
 
 # COMMAND ----------
 
 summary = run_compare(
-    config, versions, int(dbutils.widgets.get("sample")), dbutils.widgets.get("out"), spark  # noqa: F821
+    config, prompt_versions(values), sample_size(values), values["out"],
+    notebook_spark(globals(), config.spark),
 )
-print(summary)
+print(f"compared {', '.join(summary.versions)} on {summary.sample_rows} images: "
+      f"{summary.out_dir}/side_by_side, review page {summary.html_path}, "
+      f"MLflow run {summary.run_id}")

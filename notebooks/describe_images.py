@@ -1,26 +1,22 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Candid: describe images
-# MAGIC Reads the widgets, builds the validated job config, and runs the describe job on this
-# MAGIC cluster's SparkSession. All logic lives in `jobs/`; install the `candid` wheel (with its
-# MAGIC `gpu` extra) on the cluster first.
+# MAGIC Reads the widgets (tables, prompt version, config), builds the validated job config, and
+# MAGIC runs the describe job on this cluster's SparkSession. All logic lives in `jobs/`; install
+# MAGIC the `candid` wheel (with its `gpu` extra) on the cluster first (docs/CLUSTER.md).
+# MAGIC Outside Databricks it runs as a plain Python file: widgets come from `widget_values`
+# MAGIC or `CANDID_WIDGET_<NAME>` environment variables (`jobs/notebook.py`).
 
 # COMMAND ----------
 
-from jobs.config import DescribeConfig, load_config
 from jobs.describe import run_describe
+from jobs.notebook import DESCRIBE_WIDGETS, config_from_widgets, notebook_spark, read_widgets
 
-dbutils.widgets.text("config", "conf/cluster-example.yaml", "Config YAML")  # noqa: F821
-dbutils.widgets.text("overrides", "", "Overrides (key=value, one per line)")  # noqa: F821
-dbutils.widgets.text("prompt_version", "", "Prompt version (blank: from config)")  # noqa: F821
-
-config_path = dbutils.widgets.get("config")  # noqa: F821
-overrides = [line.strip() for line in dbutils.widgets.get("overrides").splitlines() if line.strip()]  # noqa: F821
-if dbutils.widgets.get("prompt_version"):  # noqa: F821
-    overrides.append(f"prompt.version={dbutils.widgets.get('prompt_version')}")  # noqa: F821
+values = read_widgets(globals(), DESCRIBE_WIDGETS)
+config = config_from_widgets(values)
 
 # COMMAND ----------
 
-config = load_config(DescribeConfig, config_path, overrides)
-summary = run_describe(config, spark)  # noqa: F821
-print(summary)
+summary = run_describe(config, notebook_spark(globals(), config.spark))
+print(f"{summary.rows_processed} images described into {summary.results_table} "
+      f"({summary.tally.describe_statuses()}); MLflow run {summary.run_id}")

@@ -25,7 +25,15 @@ from udfs.feeding import FeedStats, RowOutcome, feed_frames
 from udfs.images import STATUS_OK, load_image
 from udfs.outputs import parse_structured, to_row_values
 from udfs.prompts import PromptSpec
-from udfs.settings import EngineSettings, ImageSettings, SamplingSettings, StrictModel
+from udfs.settings import (
+    BatchSize,
+    EngineSettings,
+    ImageSettings,
+    MaxWaitingImages,
+    PrepThreads,
+    SamplingSettings,
+    StrictModel,
+)
 
 STATUS_ENGINE_ERROR = "engine_error"
 INPUT_COLUMNS = ("image_id", "path")
@@ -90,21 +98,9 @@ class DescribeTask(StrictModel):
     images: ImageSettings = Field(default_factory=ImageSettings)
     prompt: PromptSpec
     sampling: SamplingSettings = Field(..., description="Effective sampling for this run.")
-    batch_size: int = Field(
-        16, ge=1,
-        description="Images per generate call for engines without streaming (transformers); "
-        "vLLM keeps max_num_seqs requests in flight whatever this is.",
-    )
-    prep_threads: int = Field(
-        2, ge=0, le=32,
-        description="Threads that read, decode and resize upcoming images while the engine "
-        "works; 0 decodes inline. Each costs a share of a core beside the engine.",
-    )
-    max_waiting_images: int = Field(
-        64, ge=1,
-        description="Cap on decoded images waiting for the engine (bounded memory: a resized "
-        "thumbnail is ~0.5 MB); enough to refill the engine as requests finish.",
-    )
+    batch_size: BatchSize
+    prep_threads: PrepThreads
+    max_waiting_images: MaxWaitingImages
     run_id: str = Field("", description="Recorded on every row (the MLflow run id when known).")
     fingerprint: str = Field(
         "", description="Recorded on every row as run_fingerprint (empty: not recorded)."

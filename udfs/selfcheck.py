@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from udfs.grounding import OBJECTS, Claims, Rate, extract_claims
@@ -158,17 +158,23 @@ def audit_answers(probes: Sequence[Probe], answers: Sequence[str | None]) -> Aud
     )
 
 
+# Per audited row: (numerator, denominator) of each audit rate; None: the row does not enter
+# it (rows without claims are not in rows_with_unconfirmed). Run rates are sums over rows, and
+# their intervals bootstrap rows (``udfs.audit_rows.audit_rate_cis``): one definition for both.
+AUDIT_ROW_METRICS: dict[str, Callable[[AuditResult], tuple[float, float] | None]] = {
+    "unconfirmed_per_claim": lambda r: (float(len(r.unconfirmed)), float(r.n_claims)),
+    "denied_per_claim": lambda r: (float(len(r.denied)), float(r.n_claims)),
+    "rows_with_unconfirmed": lambda r: (float(bool(r.unconfirmed)), 1.0) if r.n_claims else None,
+    "control_yes_per_control": lambda r: (float(len(r.control_yes)), float(r.n_controls)),
+}
+
+
 def audit_rates(results: Iterable[AuditResult]) -> dict[str, Rate]:
     """Run-level audit rates: unconfirmed and denied per claim, rows with any unconfirmed claim
     (over rows with claims), and control false-yes per control."""
     rows = list(results)
-    with_claims = [r for r in rows if r.n_claims]
-    claims = float(sum(r.n_claims for r in rows))
-    return {
-        "unconfirmed_per_claim": Rate(float(sum(len(r.unconfirmed) for r in rows)), claims),
-        "denied_per_claim": Rate(float(sum(len(r.denied) for r in rows)), claims),
-        "rows_with_unconfirmed": Rate(float(sum(bool(r.unconfirmed) for r in with_claims)),
-                                      float(len(with_claims))),
-        "control_yes_per_control": Rate(float(sum(len(r.control_yes) for r in rows)),
-                                        float(sum(r.n_controls for r in rows))),
-    }
+    rates = {}
+    for name, metric in AUDIT_ROW_METRICS.items():
+        pairs = [p for p in map(metric, rows) if p is not None]
+        rates[name] = Rate(float(sum(p[0] for p in pairs)), float(sum(p[1] for p in pairs)))
+    return rates

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -26,6 +26,26 @@ LOCAL_REVISION_PREFIX = "local-"
 # Pillow refuses (DecompressionBombError) images over twice its process-wide MAX_IMAGE_PIXELS
 # before our own budget is consulted; a budget above that would never be reached.
 PILLOW_HARD_PIXEL_LIMIT = 2 * 89_478_485
+
+
+# How rows reach the engine: one definition, used by the job config and by the task the
+# executors receive.
+BatchSize = Annotated[int, Field(
+    16, ge=1, le=4096,
+    description="Rows per Arrow batch between Spark and the Python worker, and images per "
+    "generate call for engines without streaming (transformers). Not a throughput knob for "
+    "vLLM, which keeps engine.max_num_seqs requests in flight whatever this is.",
+)]
+PrepThreads = Annotated[int, Field(
+    2, ge=0, le=32,
+    description="Threads per Python worker that read, decode and resize upcoming images while "
+    "the engine works (0: decode inline). Each costs a share of a core.",
+)]
+MaxWaitingImages = Annotated[int, Field(
+    64, ge=1,
+    description="Cap on decoded images waiting for the engine per worker (bounded memory: a "
+    "resized thumbnail is ~0.5 MB); enough to refill the engine as requests finish.",
+)]
 
 
 class StrictModel(BaseModel):

@@ -1,5 +1,6 @@
 """`spark-submit jobs/cli.py describe` works with the options `candid submit-args` prints, with
-the real engine (vLLM CPU, tiny model)."""
+the real engine (vLLM CPU, tiny model), on a local master: the workers run this interpreter.
+The archive mode (a packed environment on a standalone cluster) is tests/e2e/test_cluster.py."""
 
 import os
 import subprocess
@@ -31,6 +32,8 @@ def test_spark_submit_runs_the_describe_entry_point(spark, sample_images, tiny_m
         cwd=REPO, env=env, capture_output=True, text=True, check=True,
     ).stdout.split()
     assert "--packages" in args and "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args
+    # A local master's workers run on this machine: this interpreter, nothing to ship.
+    assert f"spark.pyspark.python={sys.executable}" in args and "--archives" not in args
     submit = Path(sys.executable).with_name("spark-submit")
     done = subprocess.run(
         [str(submit), *args, str(REPO / "jobs" / "cli.py"), "describe", "--config", str(path)],

@@ -21,6 +21,7 @@ from jobs.delta_io import read_table
 from jobs.demo import make_sample_images
 from jobs.describe import run_describe
 from jobs.ingest import run_ingest
+from jobs.layout import ResultsLayout, results_layout
 from jobs.redaction import REDACTED, redact
 from jobs.results import RESULT_KEYS, RESULTS_SCHEMA_DDL
 from jobs.tracking import RunTracker
@@ -128,7 +129,7 @@ def _results_frame(
     return spark.createDataFrame(rows, schema)
 
 
-def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog):
+def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog, monkeypatch):
     """A MERGE whose table gains a file while it runs fails with Delta's
     ConcurrentAppendException; ``merge_staged`` must retry it, not give up."""
     from pyspark.sql import functions as F
@@ -136,6 +137,11 @@ def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog):
 
     table = str(tmp_path / "results")
     staging_io.ensure_tables(spark, table)
+    layout = results_layout(spark, table)
+    # merge_staged looks up the staged rows' buckets before its MERGE: answered here from the
+    # same ids without the held UDF, so that the UDF (and the append) run inside the MERGE.
+    present = layout.buckets_in(layout.with_bucket(_results_frame(spark, "run-a", range(3))))
+    monkeypatch.setattr(ResultsLayout, "buckets_in", lambda self, rows: present)
     started, appended = tmp_path / "merge-started", tmp_path / "appended"
 
     def hold(value: str) -> str:
@@ -157,9 +163,13 @@ def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog):
         while not started.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         other = spark.newSession()  # its own session confs: no txnAppId of the MERGE
-        row = _results_frame(other, "run-b", range(1)).withColumn("image_id", F.lit("other"))
-        row.write.format("delta").mode("append").save(table)
-        appended.touch()
+        # Another model's row of image 0: the same bucket, one the MERGE reads (an append to
+        # a bucket outside the MERGE's ``bucket IN (...)`` would not conflict at all).
+        row = _results_frame(other, "run-b", range(1), model="fake/other")
+        try:
+            layout.with_bucket(row).write.format("delta").mode("append").save(table)
+        finally:  # a failed append must not hold the MERGE for a minute per row
+            appended.touch()
 
     writer = threading.Thread(target=append_meanwhile)
     writer.start()
@@ -167,8 +177,9 @@ def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog):
         staging_io.merge_staged(spark, table, staged, "run-a", 0)
     writer.join()
     assert "concurrent write conflict, retry 1" in caplog.text
-    ids = sorted(r.image_id for r in read_table(spark, table).collect())
-    assert ids == ["0", "1", "2", "other"]
+    rows = sorted((r.image_id, r.model) for r in read_table(spark, table).collect())
+    assert rows == [("0", "fake/other"), ("0", "fake/protocol"), ("1", "fake/protocol"),
+                    ("2", "fake/protocol")]
 
 
 def test_a_table_another_run_is_still_creating_is_waited_for(spark, tmp_path, caplog):
@@ -190,7 +201,8 @@ def test_a_table_another_run_is_still_creating_is_waited_for(spark, tmp_path, ca
         staging = staging_io.ensure_tables(spark, str(table), attempts=8, base_delay_s=0.25)
     winner.join()
     assert f"create {table}: concurrent write conflict, retry 1" in caplog.text
-    assert read_table(spark, str(table)).columns == read_table(spark, staging).columns[:-1]
+    # The results table adds its partition column (bucket), the staging table its chunk.
+    assert read_table(spark, str(table)).columns[:-1] == read_table(spark, staging).columns[:-1]
 
 
 def test_a_table_whose_creator_died_before_committing_gets_a_clear_error(spark, tmp_path):

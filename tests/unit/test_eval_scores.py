@@ -1,0 +1,116 @@
+"""Scoring result rows against truth per prompt version and model: the structured-output
+decoding, JSON-mode detection, failed rows, labels, pairs and the per-image records. The
+metrics themselves are pinned in test_grounding.py; end to end through Spark in
+tests/spark/test_eval_scripted.py."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+from tests.unit.test_grounding import HOUSE, MUGS, TABLE
+from udfs import eval_scores
+from udfs.eval_scores import (
+    all_pairs,
+    paired_verdicts,
+    per_image_records,
+    row_claims,
+    score_groups,
+    structured_value,
+)
+
+
+def _row(image_id, version, text=None, truth=TABLE, structured=None, status="ok", model="m",
+         flags=()):
+    return {"image_id": image_id, "prompt_name": "describe", "prompt_version": version,
+            "model": model, "status": status, "description": text,
+            "structured_json": json.dumps(structured) if structured else None,
+            "guardrail_flags": list(flags), "truth": truth}
+
+
+def test_structured_value_reads_table_values_back_as_json_values():
+    stored = {"count": "4", "colors": '["red","blue"]', "subject": "a red table",
+              "not_visible": ["drawer"], "confidence": "low", "other": "uncertain"}
+    assert structured_value(json.dumps(stored)) == {
+        "count": 4, "colors": ["red", "blue"], "subject": "a red table",
+        "not_visible": ["drawer"], "confidence": "low", "other": "uncertain"}
+    assert structured_value("not json") is None
+    assert structured_value("[1, 2]") is None
+    assert structured_value("") is None
+
+
+def test_row_claims_reads_json_mode_rows_from_their_fields():
+    stored = json.dumps({"subject": "mugs", "count": "3", "colors": '["blue"]',
+                         "visible_features": ["handle"], "not_visible": ["stripe"]})
+    claims = row_claims("ignored text about a car", stored, json_mode=True)
+    assert sorted(claims.items) == ["handle", "mug"] and claims.subject_count == 3
+    assert sorted(claims.abstained) == ["stripe"] and sorted(claims.colors) == ["blue"]
+    assert sorted(row_claims("A red car.", None, json_mode=False).items) == ["car"]
+    assert row_claims("A red car.", None, json_mode=True).items == frozenset()
+
+
+def test_groups_rates_and_failed_rows():
+    rows = [
+        _row("a", "v1", "A table with four legs and a chimney."),  # leg 4 vs 2 wrong; chimney
+        _row("b", "v1", "Three blue mugs.", truth=MUGS),  # correct
+        _row("c", "v1", None, truth=HOUSE, status="engine_error"),  # not scored, counted
+        _row("a", "v2", "A table; the legs cannot be seen clearly."),  # abstain
+        _row("b", "v2", "Blue mugs.", truth=MUGS),  # not stated
+    ]
+    v1, v2 = score_groups(rows)
+    assert (v1.label, v1.prompt, v1.model, v1.failed, len(v1.rows)) == (
+        "v1", "describe/v1", "m", 1, 2)
+    assert [r.image_id for r in v1.rows] == ["a", "b"]
+    assert v1.rates["hallucination_per_description"].estimate == 0.5
+    assert v1.rates["count_wrong"].estimate == 0.5 and v1.rates["count_correct"].estimate == 0.5
+    # Only the table scene has a distractor; "scope" is then defined on 1 image.
+    assert v1.rates["scope_violation"].n_items == 1
+    assert v2.rates["count_abstain"].estimate == 0.5
+    assert v2.rates["count_not_stated"].estimate == 0.5
+    assert not v1.json_mode and "json_invalid" not in v1.rates
+
+
+def test_json_mode_group_scores_fields_and_counts_invalid_outputs():
+    rows = [
+        _row("a", "v3", '{"x": 1}', structured={
+            "subject": "a table", "colors": '["red"]', "count": "1",
+            "visible_features": ["two legs", "drawer"], "not_visible": ["chimney"]}),
+        _row("b", "v3", "{broken", truth=MUGS, flags=["invalid_json"]),
+    ]
+    (v3,) = score_groups(rows)
+    assert v3.json_mode
+    assert v3.rates["json_invalid"].estimate == 0.5
+    a, b = v3.rows
+    assert a.score.count_outcome == "correct" and a.score.hallucinated == ()
+    assert a.score.abstained == ("chimney",)
+    assert b.json_invalid and b.score.mentioned == () and b.score.count_outcome == "not_stated"
+
+
+def test_labels_name_the_model_when_versions_repeat():
+    rows = [_row("a", "v2", "A table.", model="m1"), _row("a", "v2", "A table.", model="m2")]
+    assert [g.label for g in score_groups(rows)] == ["describe/v2 on m1", "describe/v2 on m2"]
+
+
+def test_pairs_are_on_shared_images_only():
+    rows = [
+        _row("a", "v1", "A table with four legs."), _row("b", "v1", "Blue mugs.", truth=MUGS),
+        _row("a", "v2", "A table with two legs."), _row("z", "v3", "A house.", truth=HOUSE),
+    ]
+    groups = score_groups(rows)
+    assert [(a.label, b.label) for a, b in all_pairs(groups)] == [("v1", "v2")]
+    verdicts = {v.metric: v for v in paired_verdicts(*all_pairs(groups)[0])}
+    wrong = verdicts["count_wrong"]
+    assert (wrong.n_images, wrong.rate_a, wrong.rate_b) == (1, 1.0, 0.0)
+    assert (wrong.mcnemar.b, wrong.mcnemar.c) == (1, 0)
+    assert list(verdicts)[:4] == ["hallucination_per_description", "hallucination_per_mention",
+                                  "count_correct", "count_wrong"]
+
+
+def test_per_image_records_are_json_safe():
+    records = per_image_records(score_groups([_row("a", "v1", "A table with four legs.")]))
+    assert json.loads(json.dumps(records)) == records
+    assert records[0]["prompt"] == "describe/v1" and records[0]["stated_count"] == 4
+
+
+def test_docstring_examples_run():
+    assert doctest.testmod(eval_scores).failed == 0
