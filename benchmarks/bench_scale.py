@@ -16,7 +16,7 @@ Measured:
 - ``candid status``, pending-row planning, and dedup planning (representatives of every row
   under ``--thumbnails`` distinct synthetic content hashes), each a Spark job.
 
-Run: ``flock /tmp/candid-heavy.lock .venv/bin/python benchmarks/bench_scale.py`` (writes
+Run: ``.venv/bin/python benchmarks/bench_scale.py`` (writes
 ``benchmarks/results/scale.json`` and the markdown section ``build/bench-scale-section.md``
 for docs/benchmarks.md). 1 M rows take about 15 minutes on 2 cores.
 """
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_benchmark(spark, params)
     finally:
         spark.stop()
-    result["command"] = "flock /tmp/candid-heavy.lock .venv/bin/python " + shlex.join(
+    result["command"] = ".venv/bin/python " + shlex.join(
         ["benchmarks/bench_scale.py", *(argv if argv is not None else sys.argv[1:])])
     result["measured_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
