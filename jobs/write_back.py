@@ -70,10 +70,16 @@ def write_back(spark: SparkSession, run: DescribeRun, reporter: Reporter) -> Non
     if not run.config.source_column.enabled:
         return
     column, table = description_column(run), run.config.input_table
-    when = "" if _every_chunk(spark, run) else (
-        " (once, at the end: the table has no deletion vectors; source_column.every_chunk)"
-    )
-    reporter.phase(f"[describe] writing {column} onto {table}{when}")
+    if _every_chunk(spark, run):
+        # Each chunk was written back after its commit; this pass catches what a chunk's
+        # write-back lost to other writers, and commits nothing when there is none.
+        reporter.phase(f"[describe] {column} was written onto {table} after each chunk")
+        changed = merge_descriptions(spark, run, _current_ok(spark, run))
+        if changed:
+            reporter.phase(f"[describe] {changed} more rows of {table} brought up to date")
+        return
+    reporter.phase(f"[describe] writing {column} onto {table} (once, at the end: the table has"
+                   " no deletion vectors; source_column.every_chunk)")
     changed = merge_descriptions(spark, run, _current_ok(spark, run))
     reporter.phase(f"[describe] {changed} rows of {table} got a new or changed {column}")
 
