@@ -259,3 +259,18 @@ def session_processes(session_id: int) -> list[tuple[int, str, str]]:
         if int(fields[3]) == session_id and fields[0] != "Z":
             found.append((int(entry.name), fields[0], cmdline.strip()))
     return found
+
+
+def held_until(started: Path, released: Path, limit_s: float = 60.0) -> Callable[[str], str]:
+    """An identity function for a Spark UDF that marks ``started`` and then waits (at most
+    ``limit_s``) for ``released`` to exist: it holds a Delta command whose source it is in flight
+    while the test writes to the same table from the driver."""
+
+    def hold(value: str) -> str:
+        started.touch()
+        deadline = time.monotonic() + limit_s
+        while not released.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return value
+
+    return hold

@@ -32,7 +32,13 @@ from tests.fakes import (
     make_dies_once_engine,
     make_poison_engine,
 )
-from tests.resilience_fakes import candid_env, engine_for_config, run_candid, write_job_config
+from tests.resilience_fakes import (
+    candid_env,
+    engine_for_config,
+    held_until,
+    run_candid,
+    write_job_config,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -144,15 +150,8 @@ def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog, monkeyp
     monkeypatch.setattr(ResultsLayout, "buckets_in", lambda self, rows: present)
     started, appended = tmp_path / "merge-started", tmp_path / "appended"
 
-    def hold(value: str) -> str:
-        # Runs in the Python worker while the MERGE executes (its snapshot is taken).
-        started.touch()
-        deadline = time.monotonic() + 60
-        while not appended.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return value
-
-    slow = F.udf(hold, StringType())
+    # Runs in the Python worker while the MERGE executes (its snapshot is taken).
+    slow = F.udf(held_until(started, appended), StringType())
     # One task holds one of local[2]'s two slots: the other stays free for the append.
     staged = _results_frame(spark, "run-a", range(3)).coalesce(1).withColumn(
         "image_id", slow("image_id")

@@ -19,6 +19,7 @@ from jobs.ingest import run_ingest
 from jobs.layout import DEFAULT_BUCKETS, ChunkPlan
 from tests.conftest import describe_config
 from tests.fakes import make_fake_engine
+from tests.resilience_fakes import held_until
 
 pytestmark = pytest.mark.spark
 
@@ -96,14 +97,7 @@ def test_an_owner_appending_during_the_write_back_does_not_fail_the_run(
     run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
     started, appended = tmp_path / "write-back-started", tmp_path / "appended"
 
-    def hold(value: str) -> str:
-        started.touch()
-        deadline = time.monotonic() + 60
-        while not appended.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return value
-
-    slow = F.udf(hold, StringType())
+    slow = F.udf(held_until(started, appended), StringType())
     current_ok = write_back._current_ok
     monkeypatch.setattr(write_back, "_current_ok", lambda session, run: current_ok(
         session, run).coalesce(1).withColumn("description", slow("description")))
