@@ -1,4 +1,5 @@
-"""Benchmark: image preparation (``udfs.images.load_image``) in images per second on ONE core.
+"""Benchmark: image preparation (``udfs.images.prepare.load_image``) in images per second on ONE
+core.
 
 Measures the whole per-image path a Spark task runs before the engine: read the bytes, open,
 check the budgets, decode frame 0, convert to RGB, measure sharpness, resize to Qwen2-VL's grid.
@@ -51,8 +52,8 @@ from PIL import Image, ImageDraw, ImageFilter, features  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing
 
-from udfs.images import load_image  # noqa: E402
-from udfs.qwen_resize import smart_resize  # noqa: E402
+from udfs.images.prepare import load_image  # noqa: E402
+from udfs.images.qwen_resize import smart_resize  # noqa: E402
 from udfs.settings import ImageSettings  # noqa: E402
 
 GOAL_THUMBNAILS_PER_S = 1_000
@@ -61,16 +62,16 @@ MARKDOWN_SECTION = "## Image preparation"
 # Stages of the profile: (label, file the function is in, function, caller it must be called
 # from or None). Resize is counted only where the loader calls it, not inside the sharpness.
 STAGES = [
-    ("read bytes", "udfs/sources.py", "read_bytes", None),
+    ("read bytes", "udfs/images/sources.py", "read_bytes", None),
     ("sha256", "~", "<built-in method _hashlib.openssl_sha256>", "prepare_image"),
-    ("open + budget check", "udfs/images.py", "_open_checked", None),
+    ("open + budget check", "udfs/images/prepare.py", "_open_checked", None),
     # To find an EXIF chunk that may follow the pixels, Pillow decodes a PNG when asked for its
     # EXIF: PNG decode time is counted here, not under "decode frame 0".
-    ("EXIF orientation (PNG: + decode)", "udfs/images.py", "_orientation", None),
-    ("decode frame 0", "udfs/images.py", "_load_first_frame", None),
-    ("to RGB", "udfs/images.py", "_to_rgb", None),
-    ("sharpness", "udfs/images.py", "laplacian_variance", None),
-    ("resize to grid", "udfs/images.py", "resize_rgb", None),
+    ("EXIF orientation (PNG: + decode)", "udfs/images/prepare.py", "_orientation", None),
+    ("decode frame 0", "udfs/images/prepare.py", "_load_first_frame", None),
+    ("to RGB", "udfs/images/prepare.py", "_to_rgb", None),
+    ("sharpness", "udfs/images/prepare.py", "laplacian_variance", None),
+    ("resize to grid", "udfs/images/prepare.py", "resize_rgb", None),
     ("EXIF transpose", "PIL/Image.py", "transpose", "_decode_and_prepare"),
 ]
 
@@ -236,7 +237,7 @@ def stage_breakdown(paths: list[str], settings: ImageSettings) -> dict[str, Any]
         load_image(path, settings)
     profiler.disable()
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    total = _function_time(stats, "udfs/images.py", "load_image", None)
+    total = _function_time(stats, "udfs/images/prepare.py", "load_image", None)
     stages = {label: _function_time(stats, *where) for label, *where in STAGES}
     stages["other"] = max(0.0, total - sum(stages.values()))
     return {

@@ -7,7 +7,7 @@ distinct synthetic thumbnails, the v2 prompt and 96 output tokens. No Spark. Mod
   pattern: every call ends in a tail where a few long sequences run alone);
 * ``stream``: the engine loop (``VllmStream``) kept at ``depth`` requests in flight, a new one
   added as each finishes;
-* ``describe (streamed)``: ``udfs.describe_rows.describe_batches`` on the files, in frames of
+* ``describe (streamed)``: ``udfs.runner.describe.describe_batches`` on the files, in frames of
   ``batch_size`` rows (the Arrow batch), decoding in its thread pool while the engine works,
   keeping ``max_num_seqs`` (+ headroom) in flight;
 * ``old batch-wise``: what the UDF did before: decode ``batch_size`` images, ``generate`` them,
@@ -28,8 +28,8 @@ from __future__ import annotations
 import os
 
 # Before numpy is imported, as in a Spark Python worker (Spark sets OMP_NUM_THREADS=1): left
-# alone, OpenBLAS (the BLAS dot in udfs.images.laplacian_variance) keeps threads spinning after
-# each call, which here took the engine's core and slowed its steps by a third.
+# alone, OpenBLAS (the BLAS dot in udfs.images.prepare.laplacian_variance) keeps threads spinning
+# after each call, which here took the engine's core and slowed its steps by a third.
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
@@ -49,7 +49,7 @@ from typing import Any  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing
 
-from jobs.cli import prepare_process_env  # noqa: E402 - needs sys.path above
+from udfs.engines.vllm_env import prepare_process_env  # noqa: E402 - needs sys.path above
 
 OUT = REPO / "benchmarks" / "results" / "queue_depth.json"
 # Room for 256 sequences of ~500 prompt + 96 output tokens, with the tiny model's small KV.
@@ -112,7 +112,7 @@ def _frames(paths: list[str], size: int):
 
 
 def run_describe(engine, paths, batch_size, task) -> Run:
-    from udfs.describe_rows import describe_batches
+    from udfs.runner.describe import describe_batches
 
     task = task.model_copy(update={"batch_size": batch_size})
     stats = []
@@ -127,7 +127,7 @@ def run_describe(engine, paths, batch_size, task) -> Run:
 
 
 def run_old_batchwise(engine, paths, batch_size, task) -> Run:
-    from udfs.images import load_image
+    from udfs.images.prepare import load_image
 
     started, outputs = time.perf_counter(), []
     for start in range(0, len(paths), batch_size):
@@ -159,12 +159,12 @@ def summarize(label: str, depth: str, runs: list[Run]) -> dict[str, Any]:
 
 def build(args) -> tuple[Any, Any, list[str], list[Any]]:
     """The engine, the describe task, the image paths and their decoded images."""
-    from jobs.demo import make_sample_images
-    from jobs.tiny_model import make_tiny_model
-    from udfs.describe_rows import DescribeTask
+    from jobs.demo.run import make_sample_images
+    from jobs.demo.tiny_model import make_tiny_model
     from udfs.engines import create_engine
-    from udfs.images import load_image
+    from udfs.images.prepare import load_image
     from udfs.prompts import find_prompt
+    from udfs.runner.describe import DescribeTask
     from udfs.settings import EngineSettings, ImageSettings
 
     model = make_tiny_model(REPO / "build" / "tiny-qwen2-vl")

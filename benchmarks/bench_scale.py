@@ -93,7 +93,7 @@ class Corpus:
 def make_corpus(params: Params) -> Corpus:
     from random import Random
 
-    from jobs.demo import draw_scene
+    from jobs.demo.run import draw_scene
 
     corpus = Corpus(params.workdir / "thumbs", params.workdir / "links")
     corpus.thumbs.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def write_manifest(corpus: Corpus, rows: int, thumbnails: int) -> Path:
 
 def timed_ingest(spark, manifest: Path, table: Path) -> dict[str, Any]:
     from jobs.config import IngestConfig
-    from jobs.ingest import run_ingest
+    from jobs.tables.ingest import run_ingest
 
     shutil.rmtree(table, ignore_errors=True)
     config = IngestConfig(source=str(manifest), table=str(table), hash_content=False)
@@ -160,8 +160,8 @@ def describe_config(params: Params, input_table: Path):
 def timed_describe(spark, config) -> dict[str, Any]:
     """One describe run with every step timed; write-back figures from the input table's
     Delta history (what its owner would see)."""
-    from jobs.delta_io import latest_version, table_exists
-    from jobs.describe import run_describe
+    from jobs.describe.run import run_describe
+    from jobs.tables.delta_io import latest_version, table_exists
 
     input_before = latest_version(spark, config.input_table)
     results_before = (
@@ -193,7 +193,7 @@ def timed_describe(spark, config) -> dict[str, Any]:
 
 
 def timed_status(spark, config) -> dict[str, Any]:
-    from jobs.status import read_status
+    from jobs.describe.status import read_status
 
     with PeakRss() as rss:
         started = time.perf_counter()
@@ -208,8 +208,8 @@ def timed_dedup_planning(spark, config, thumbnails: int) -> dict[str, Any]:
     (the hash stands for the thumbnail a path names)."""
     from pyspark.sql import functions as F
 
-    from jobs.dedup import split_representatives
-    from jobs.inputs import HASH, read_inputs
+    from jobs.describe.dedup import split_representatives
+    from jobs.tables.inputs import HASH, read_inputs
 
     inputs = read_inputs(spark, config).withColumn(
         HASH, F.sha2(F.regexp_extract("path", r"(t\d+\.jpg)$", 1), 256))
@@ -280,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start_spark(workdir: Path):
-    from jobs.cli import prepare_process_env
+    from jobs.cluster.spark_session import build_spark
     from jobs.config import SparkSettings
-    from jobs.spark_session import build_spark
+    from udfs.engines.vllm_env import prepare_process_env
 
     prepare_process_env(str(REPO / "build"))
     # The Python workers import this module by name to build the engine.

@@ -41,7 +41,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from bench_queue_depth import KV_CACHE_BYTES, run_describe, run_streamed  # noqa: E402
 
-from jobs.cli import prepare_process_env  # noqa: E402
+from udfs.engines.vllm_env import prepare_process_env  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "spark_tax.json"
 MAX_NUM_SEQS = 256  # the direct engine's best depth in benchmarks/results/queue_depth.json
@@ -83,8 +83,8 @@ def job_round(configs: dict[int, Any], spark_settings, label: str) -> dict[str, 
     results tables of their own (``label``: a round's tables start empty)."""
     from pyspark.sql import SparkSession
 
-    from jobs.describe import run_describe as describe_job
-    from jobs.spark_session import build_spark
+    from jobs.cluster.spark_session import build_spark
+    from jobs.describe.run import run_describe as describe_job
 
     times: dict[str, float] = {}
     for size, config in configs.items():
@@ -105,15 +105,15 @@ def job_round(configs: dict[int, Any], spark_settings, label: str) -> dict[str, 
 
 def prepare(args) -> dict[str, Any]:
     """The tiny model, distinct thumbnails, the engine for (a), the input tables for (b)."""
+    from jobs.cluster.spark_session import build_spark
     from jobs.config import DescribeConfig, IngestConfig, SparkSettings
-    from jobs.demo import make_sample_images
-    from jobs.ingest import run_ingest
-    from jobs.spark_session import build_spark
-    from jobs.tiny_model import make_tiny_model
-    from udfs.describe_rows import DescribeTask
+    from jobs.demo.run import make_sample_images
+    from jobs.demo.tiny_model import make_tiny_model
+    from jobs.tables.ingest import run_ingest
     from udfs.engines import create_engine
-    from udfs.images import load_image
+    from udfs.images.prepare import load_image
     from udfs.prompts import find_prompt
+    from udfs.runner.describe import DescribeTask
 
     model = make_tiny_model(REPO / "build" / "tiny-qwen2-vl")
     work = Path(tempfile.mkdtemp(prefix="candid-spark-tax-"))

@@ -2,9 +2,9 @@
 
 Builds the random-weight tiny model and a few hundred synthetic thumbnails, then runs each
 engine that imports (transformers always; vLLM when installed) through Candid's streamed
-feeding (``udfs.feeding.feed_frames``: background decoding, requests kept in flight) and prints
-images/s and the engine-busy fraction per engine. Each engine gets a time budget, so the whole
-check ends within about five minutes; the figures say how many images each engine finished.
+feeding (``udfs.runner.feeding.feed_frames``: background decoding, requests kept in flight) and
+prints images/s and the engine-busy fraction per engine. Each engine gets a time budget, so the
+whole check ends within about five minutes; the figures say how many images each engine finished.
 
 Needs torch, transformers, tokenizers, torchvision, Pillow, numpy, pandas, pydantic, pyyaml and
 opencv-python-headless: ``pip install -e '.[hf]'`` gives them (add vllm for the vLLM engine).
@@ -36,8 +36,9 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installi
 OUT = REPO / "benchmarks" / "results" / "gpu_smoke.json"
 NEEDED_MODULES = ("torch", "transformers", "tokenizers", "torchvision", "PIL", "numpy", "pandas",
                   "pydantic", "yaml", "cv2")
-# vLLM in this process, caches in a scratch folder (as jobs.cli.prepare_process_env does).
-# KV cache for the tiny model: room for 256 sequences of ~600 tokens, far below a GPU's memory.
+# vLLM in this process, caches in a scratch folder (as udfs.engines.vllm_env.prepare_process_env
+# does). KV cache for the tiny model: room for 256 sequences of ~600 tokens, far below a GPU's
+# memory.
 KV_CACHE_MIB = 2048
 FRAME_ROWS = 16  # rows per input frame (an Arrow batch); the time budget is checked per frame
 
@@ -87,9 +88,9 @@ def run_engine(backend: str, model_dir: Path, paths: list[str], args) -> dict[st
     """Build one engine, feed it the thumbnails within its budget, report FeedStats."""
     from udfs.engines import create_engine
     from udfs.engines.stream import open_stream
-    from udfs.feeding import FeedStats, feed_frames
-    from udfs.images import load_image
+    from udfs.images.prepare import load_image
     from udfs.prompts import find_prompt
+    from udfs.runner.feeding import FeedStats, feed_frames
     from udfs.settings import ImageSettings
 
     images = ImageSettings(max_pixels=200704)
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_smoke: missing Python modules {missing}: pip install -e '.[hf]'")
         return 2
     if args.plan:
-        import jobs.demo  # noqa: E401, F401
+        import jobs.demo.run  # noqa: E401, F401
 
         print(f"gpu_smoke plan: engines {engines_available()}; CUDA: {cuda_problem() or 'ok'}")
         return 0
@@ -175,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     from udfs.engines.vllm_env import apply_vllm_env
 
     apply_vllm_env()
-    from jobs.demo import make_sample_images
-    from jobs.tiny_model import make_tiny_model
+    from jobs.demo.run import make_sample_images
+    from jobs.demo.tiny_model import make_tiny_model
 
     work = args.work or Path(tempfile.mkdtemp(prefix="candid-gpu-smoke-"))
     os.environ.setdefault("VLLM_CACHE_ROOT", str(work / "cache" / "vllm"))

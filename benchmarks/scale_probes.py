@@ -11,12 +11,12 @@ from typing import Any
 
 # (step, module, function, how to find the chunk number in its arguments or None).
 STEPS: tuple[tuple[str, str, str, Callable[[tuple], int] | None], ...] = (
-    ("plan_pending", "jobs.describe", "plan_pending", None),
-    ("stage", "jobs.staging", "stage_chunk", lambda args: args[3]),
-    ("merge", "jobs.staging", "merge_staged", lambda args: args[4]),
-    ("drop", "jobs.staging", "drop_staged", lambda args: args[3]),
-    ("write_back", "jobs.describe_chunks", "write_back_chunk", lambda args: args[2].index),
-    ("final_write_back", "jobs.describe", "write_back", None),
+    ("plan_pending", "jobs.describe.run", "plan_pending", None),
+    ("stage", "jobs.describe.commit", "stage_chunk", lambda args: args[3]),
+    ("merge", "jobs.describe.commit", "merge_staged", lambda args: args[4]),
+    ("drop", "jobs.describe.commit", "drop_staged", lambda args: args[3]),
+    ("write_back", "jobs.describe.chunks", "write_back_chunk", lambda args: args[2].index),
+    ("final_write_back", "jobs.describe.run", "write_back", None),
 )
 MIB = 1 << 20
 
@@ -113,7 +113,7 @@ class StepTimer:
 def merge_metrics(spark: Any, table: str, after: int) -> list[dict[str, int]]:
     """Delta's operation metrics of each MERGE committed to ``table`` after version ``after``,
     oldest first (a MERGE that changed nothing committed nothing and is not listed)."""
-    from jobs.delta_io import delta_table, table_exists
+    from jobs.tables.delta_io import delta_table, table_exists
 
     if not table_exists(spark, table):
         return []

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.commands import Context, Handler, add_config_args, add_replace_arg, config_from
+from jobs.commandline.commands import (
+    Context,
+    Handler,
+    add_config_args,
+    add_replace_arg,
+    config_from,
+)
+from jobs.commandline.console import ConsoleReporter, Reporter, run_log
 from jobs.config import ConfigError, DescribeConfig, IngestConfig
-from jobs.console import ConsoleReporter, Reporter, run_log
-from jobs.eval_cli import EVAL_COMMANDS, add_eval_commands
+from jobs.evaluation.commands import EVAL_COMMANDS, add_eval_commands
+from udfs.engines.vllm_env import prepare_process_env
 
 if TYPE_CHECKING:
     pass
@@ -32,23 +38,6 @@ EXIT_FLAGS = 3
 EXIT_INTERRUPTED = 130
 # Commands whose stdout is consumed by another program: no log file, no extra lines.
 PLAIN_COMMANDS = frozenset({"submit-args"})
-
-
-def prepare_process_env(build_dir: str = "build") -> None:
-    """Process-level settings for vLLM and its caches, before Spark starts (executors in local
-    mode inherit them). ``setdefault``: a cluster's own environment wins."""
-    from udfs.engines.vllm_env import apply_vllm_env
-
-    apply_vllm_env()
-    root = Path(build_dir).resolve()
-    defaults = {
-        "VLLM_CACHE_ROOT": str(root / "cache" / "vllm"),
-        "TRITON_CACHE_DIR": str(root / "cache" / "triton"),
-        "TORCHINDUCTOR_CACHE_DIR": str(root / "cache" / "inductor"),
-        "MLFLOW_ENABLE_TELEMETRY": "false",
-    }
-    for key, value in defaults.items():
-        os.environ.setdefault(key, value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,10 +130,10 @@ def main(argv: list[str] | None = None, make_engine: Callable | None = None) -> 
 
 
 def _run_command(args: argparse.Namespace, context: Context) -> int:
-    from jobs.delta_io import ConcurrentWriteError
-    from jobs.run_report import FlagRateExceeded
-    from jobs.spark_session import SparkStartError
-    from jobs.tracking import TrackingError
+    from jobs.cluster.spark_session import SparkStartError
+    from jobs.describe.report import FlagRateExceeded
+    from jobs.tables.delta_io import ConcurrentWriteError
+    from jobs.tracking.runs import TrackingError
 
     handler: Handler = _COMMANDS[args.command]
     where = f" (details: {_shown(context.log_path)})" if context.log_path else ""
@@ -192,7 +181,7 @@ def _shown(path: Path | None) -> str:
 
 
 def _cmd_make_tiny_model(args: argparse.Namespace, context: Context) -> int:
-    from jobs.tiny_model import TinyModelSpec, make_tiny_model
+    from jobs.demo.tiny_model import TinyModelSpec, make_tiny_model
 
     path = make_tiny_model(args.dir, TinyModelSpec(seed=args.seed))
     context.say(f"tiny Qwen2-VL (random weights) written to {path}")
@@ -202,7 +191,7 @@ def _cmd_make_tiny_model(args: argparse.Namespace, context: Context) -> int:
 def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args, IngestConfig)
     prepare_process_env()
-    from jobs.ingest import run_ingest
+    from jobs.tables.ingest import run_ingest
 
     summary = run_ingest(config, context.spark(config.spark))
     context.say(f"ingested {summary.found} images from {config.source}: {summary.inserted} new, "
@@ -213,8 +202,8 @@ def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
 def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args)
     prepare_process_env()
-    from jobs.describe import run_describe
-    from jobs.prompt_store import resolve_prompt
+    from jobs.describe.run import run_describe
+    from jobs.tracking.prompt_store import resolve_prompt
 
     # Before Spark starts: a bad prompt fails in a second.
     prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
@@ -228,14 +217,14 @@ def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
 def _cmd_status(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args)
     prepare_process_env()
-    from jobs.status import format_status, read_status
+    from jobs.describe.status import format_status, read_status
 
     context.say(format_status(read_status(context.spark(config.spark), config)))
     return 0
 
 
 def _cmd_submit_args(args: argparse.Namespace, context: Context) -> int:
-    from jobs.spark_session import submit_args
+    from jobs.cluster.spark_session import submit_args
 
     config = config_from(args)
     context.say(" ".join(submit_args(config.spark)))
@@ -248,8 +237,8 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
     if len(versions) < 2 or args.sample < 1:
         raise ConfigError("--prompts needs at least two versions and --sample at least 1")
     prepare_process_env()
-    from jobs.compare import ab_lines, run_compare
-    from jobs.prompt_store import resolve_version
+    from jobs.evaluation.compare import ab_lines, run_compare
+    from jobs.tracking.prompt_store import resolve_version
 
     for version in versions:  # every prompt checked before Spark starts
         resolve_version(config.prompt, version, config.mlflow.tracking_uri)
@@ -271,7 +260,7 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace, context: Context) -> int:
-    from jobs.plan import measured_rate, plan_run
+    from jobs.cluster.capacity_plan import measured_rate, plan_run
 
     config = config_from(args)
     plan_run(args.images, args.gpus, 1.0, args.chunk_minutes)  # the counts, before any I/O
@@ -285,7 +274,7 @@ def _cmd_plan(args: argparse.Namespace, context: Context) -> int:
 def _cmd_review(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args)
     prepare_process_env()
-    from jobs.review import run_review
+    from jobs.review.run import run_review
 
     try:
         path, shown = run_review(
@@ -307,11 +296,11 @@ def _cmd_demo(args: argparse.Namespace, context: Context) -> int:
     ]
     config = config_from(args, extra=overrides)
     prepare_process_env()
-    from jobs.demo import make_sample_images
-    from jobs.describe import run_describe
-    from jobs.ingest import run_ingest
-    from jobs.prompt_store import resolve_prompt
-    from jobs.tiny_model import make_tiny_model
+    from jobs.demo.run import make_sample_images
+    from jobs.demo.tiny_model import make_tiny_model
+    from jobs.describe.run import run_describe
+    from jobs.tables.ingest import run_ingest
+    from jobs.tracking.prompt_store import resolve_prompt
 
     prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
     make_tiny_model(args.model_dir)
@@ -346,7 +335,7 @@ def _print_describe_summary(summary, config: DescribeConfig, context: Context) -
     if summary.registered_prompt:
         say(f"  prompt registered as {summary.registered_prompt}")
     if config.mlflow.enabled:
-        from jobs.redaction import redact_text
+        from jobs.tracking.redaction import redact_text
 
         uri = redact_text(config.mlflow.tracking_uri)
         say(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")

@@ -165,8 +165,8 @@ class SourceColumnSettings(StrictModel):
 
 
 class InputSettings(StrictModel):
-    """How the input table's columns map onto Candid's (``jobs.inputs.read_inputs``): any Delta
-    table with an id and a path per image works, e.g. a product catalogue owned by another
+    """How the input table's columns map onto Candid's (``jobs.tables.inputs.read_inputs``): any
+    Delta table with an id and a path per image works, e.g. a product catalogue owned by another
     team; the table written by ``candid ingest`` matches the defaults."""
 
     id_column: str | None = Field(
@@ -193,13 +193,13 @@ class InputSettings(StrictModel):
     content_hash_column: str | None = Field(
         "content_sha256",
         description="Column with a hash of each file's bytes (ingest writes content_sha256): "
-        "rows that share it are described once (jobs/dedup.py). Used when the table has it; "
-        "None: never.",
+        "rows that share it are described once (jobs/describe/dedup.py). Used when the table "
+        "has it; None: never.",
     )
 
     @model_validator(mode="after")
     def _distinct_and_unreserved(self) -> InputSettings:
-        from udfs.describe_rows import RESULT_COLUMN_NAMES
+        from udfs.runner.describe import RESULT_COLUMN_NAMES
 
         named = [self.id_column, self.path_column, *self.extra_columns]
         named = [name for name in named if name is not None]
@@ -277,7 +277,7 @@ class DescribeConfig(StrictModel):
     @field_validator("max_flag_rate")
     @classmethod
     def _known_flags_and_rates(cls, value: dict[str, float]) -> dict[str, float]:
-        from udfs.guardrails import check_max_flag_rate
+        from udfs.outputs.guardrails import check_max_flag_rate
 
         check_max_flag_rate(value)
         return value

@@ -128,11 +128,11 @@ def sample_size(values: Mapping[str, str]) -> int:
 def notebook_spark(namespace: Mapping[str, Any], settings: SparkSettings) -> SparkSession:
     """The notebook's ``spark`` (Databricks: the cluster's session, with Delta), checked for a
     GPU layout that would make tasks share a GPU; else a session built like the CLI's."""
-    from jobs.spark_session import build_spark, check_session_gpus
+    from jobs.cluster.spark_session import build_spark, check_session_gpus
 
     spark = namespace.get("spark")
     if spark is None:
-        from jobs.cli import prepare_process_env
+        from udfs.engines.vllm_env import prepare_process_env
 
         prepare_process_env()
         return build_spark(settings)

@@ -7,7 +7,7 @@
 
 # COMMAND ----------
 
-from jobs.compare import run_compare
+from jobs.evaluation.compare import run_compare
 from jobs.notebook import (
     COMPARE_WIDGETS,
     config_from_widgets,

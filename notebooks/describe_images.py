@@ -9,7 +9,7 @@
 
 # COMMAND ----------
 
-from jobs.describe import run_describe
+from jobs.describe.run import run_describe
 from jobs.notebook import DESCRIBE_WIDGETS, config_from_widgets, notebook_spark, read_widgets
 
 values = read_widgets(globals(), DESCRIBE_WIDGETS)

@@ -114,7 +114,7 @@ def install(venv: Path, wheel: Path, extras: list[str], exclude: set[str]) -> No
 
 def check_installed(venv: Path) -> None:
     """Candid's packages import from the new environment itself, not from anywhere else."""
-    probe = "import jobs, udfs.spark_udf; print(jobs.__file__)"
+    probe = "import jobs, udfs.runner.spark_udf; print(jobs.__file__)"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     found = subprocess.run([str(venv / "bin" / "python"), "-c", probe], check=True, cwd="/",
                            env=env, capture_output=True, text=True).stdout.strip()

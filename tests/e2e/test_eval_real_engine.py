@@ -14,7 +14,7 @@ import yaml
 from mlflow import MlflowClient
 
 from jobs.cli import main as candid_main
-from jobs.delta_io import read_table
+from jobs.tables.delta_io import read_table
 from tests.conftest import PROMPT_DIR, describe_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.engine]

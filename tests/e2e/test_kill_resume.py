@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from jobs.config import DescribeConfig, IngestConfig, load_config
-from jobs.delta_io import read_table
-from jobs.demo import make_sample_images
-from jobs.ingest import run_ingest
-from jobs.results import RESULT_KEYS
+from jobs.demo.run import make_sample_images
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
+from jobs.tables.results import RESULT_KEYS
 from tests.command_logs import command_log, failure_report
 from tests.resilience_fakes import (
     engine_model,

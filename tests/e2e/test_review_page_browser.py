@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jobs.review_page import (
+from jobs.review.page import (
     PromptColumn,
     PromptOutput,
     ReviewRow,

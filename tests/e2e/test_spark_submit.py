@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_spark_submit_runs_the_describe_entry_point(spark, sample_images, tiny_model_dir, tmp_path):
     from jobs.config import IngestConfig
-    from jobs.delta_io import read_table
-    from jobs.ingest import run_ingest
+    from jobs.tables.delta_io import read_table
+    from jobs.tables.ingest import run_ingest
 
     config = describe_config(tmp_path, tiny_model_dir, mlflow__enabled=False)
     run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from jobs.compare import run_compare
 from jobs.config import IngestConfig
-from jobs.delta_io import read_table
-from jobs.ingest import run_ingest
-from jobs.review import run_review
+from jobs.evaluation.compare import run_compare
+from jobs.review.run import run_review
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
 from tests.conftest import describe_config
 from tests.e2e.test_review_page_browser import run_chromium
 from tests.html_dom import Dom

@@ -6,10 +6,10 @@ import pytest
 from mlflow import MlflowClient
 
 from jobs.config import IngestConfig
-from jobs.delta_io import read_table
-from jobs.describe import run_describe
-from jobs.ingest import run_ingest
-from jobs.results import RESULT_KEYS
+from jobs.describe.run import run_describe
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
+from jobs.tables.results import RESULT_KEYS
 from tests.conftest import describe_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.engine]

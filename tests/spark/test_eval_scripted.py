@@ -18,12 +18,12 @@ from mlflow import MlflowClient
 
 from jobs.cli import EXIT_CONFIG
 from jobs.cli import main as candid_main
-from jobs.delta_io import read_table
-from jobs.describe import run_describe
+from jobs.describe.run import run_describe
+from jobs.tables.delta_io import read_table
 from tests.conftest import describe_config
 from tests.html_dom import Dom
 from tests.scripted_engine import key_for_path, make_scripted_engine, write_script
-from udfs.scenes import render_scene
+from udfs.evaluation.scenes import render_scene
 
 pytestmark = [pytest.mark.spark]
 SEED, N = 5, 6

@@ -5,10 +5,10 @@ import pytest
 from mlflow import MlflowClient
 
 from jobs.config import IngestConfig
-from jobs.delta_io import read_table
-from jobs.describe import run_describe
-from jobs.ingest import run_ingest
-from jobs.run_report import FlagRateExceeded
+from jobs.describe.report import FlagRateExceeded
+from jobs.describe.run import run_describe
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
 from tests.conftest import describe_config
 from tests.fakes import make_chatty_engine
 

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from jobs.config import IngestConfig
-from jobs.delta_io import delta_table, read_table
-from jobs.ingest import image_id_for, list_images, run_ingest, source_rows
+from jobs.tables.delta_io import delta_table, read_table
+from jobs.tables.ingest import image_id_for, list_images, run_ingest, source_rows
 
 pytestmark = pytest.mark.spark
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from jobs.config import ConfigError
-from jobs.delta_io import latest_version, read_table
-from jobs.describe import run_describe
-from jobs.inputs import image_id_column, image_id_for, read_inputs
+from jobs.describe.run import run_describe
+from jobs.tables.delta_io import latest_version, read_table
+from jobs.tables.inputs import image_id_column, image_id_for, read_inputs
 from tests.conftest import describe_config
 from tests.fakes import make_fake_engine
 

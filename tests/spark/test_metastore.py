@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from jobs.config import IngestConfig
-from jobs.delta_io import read_table
-from jobs.describe import run_describe
-from jobs.ingest import run_ingest
-from jobs.review import run_review
-from jobs.staging import stage_chunk, staging_table_for
-from jobs.status import read_status
+from jobs.describe.commit import stage_chunk, staging_table_for
+from jobs.describe.run import run_describe
+from jobs.describe.status import read_status
+from jobs.review.run import run_review
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
 from tests.cluster_fakes import make_where_engine
 from tests.conftest import describe_config
 

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from jobs.config import IngestConfig
-from jobs.delta_io import read_table
-from jobs.describe import run_describe
-from jobs.ingest import run_ingest
+from jobs.describe.run import run_describe
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
 from tests.conftest import describe_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.engine]

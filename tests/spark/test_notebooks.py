@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from jobs.config import ConfigError, IngestConfig
-from jobs.delta_io import read_table
-from jobs.ingest import run_ingest
 from jobs.notebook import DESCRIBE_WIDGETS, WidgetShim, config_from_widgets, read_widgets
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
 from tests.conftest import describe_config
 
 pytestmark = pytest.mark.spark

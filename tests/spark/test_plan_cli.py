@@ -8,8 +8,8 @@ from mlflow import MlflowClient
 
 from jobs.cli import main as candid_main
 from jobs.config import IngestConfig
-from jobs.describe import run_describe
-from jobs.ingest import run_ingest
+from jobs.describe.run import run_describe
+from jobs.tables.ingest import run_ingest
 from tests.conftest import describe_config
 from tests.fakes import make_fake_engine
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from jobs.config import IngestConfig
-from jobs.delta_io import latest_version, read_table
-from jobs.describe import run_describe
-from jobs.describe_run import FingerprintMismatch
-from jobs.ingest import run_ingest
+from jobs.describe.run import run_describe
+from jobs.describe.start import FingerprintMismatch
+from jobs.tables.delta_io import latest_version, read_table
+from jobs.tables.ingest import run_ingest
 from tests.conftest import PROMPT_DIR, describe_config
 from tests.fakes import make_fake_engine
 

@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jobs import delta_io
-from jobs import staging as staging_io
 from jobs.cli import main as candid_main
 from jobs.config import DescribeConfig, IngestConfig, TrackingSettings, load_config
-from jobs.delta_io import read_table
-from jobs.demo import make_sample_images
-from jobs.describe import run_describe
-from jobs.ingest import run_ingest
-from jobs.layout import ResultsLayout, results_layout
-from jobs.redaction import REDACTED, redact
-from jobs.results import RESULT_KEYS, RESULTS_SCHEMA_DDL
-from jobs.tracking import RunTracker
+from jobs.demo.run import make_sample_images
+from jobs.describe import commit as staging_io
+from jobs.describe.run import run_describe
+from jobs.tables import delta_io
+from jobs.tables.delta_io import read_table
+from jobs.tables.ingest import run_ingest
+from jobs.tables.layout import ResultsLayout, results_layout
+from jobs.tables.results import RESULT_KEYS, RESULTS_SCHEMA_DDL
+from jobs.tracking.redaction import REDACTED, redact
+from jobs.tracking.runs import RunTracker
 from tests.conftest import describe_config
 from tests.fakes import (
     POISON_RGB,
@@ -246,7 +246,7 @@ def test_interrupted_chunk_protocol_is_recovered_exactly_once(spark, tmp_path):
         staging_io.merge_staged(spark, table, staged, run_id, chunk)
 
     # Run A: chunk 3 merged but not dropped; chunk 1 (a lower number) and chunk -2 staged and
-    # never merged, as a crash or out-of-order copies (jobs.dedup) would leave them.
+    # never merged, as a crash or out-of-order copies (jobs.describe.dedup) would leave them.
     stage("run-a", 3, range(0, 2), "2026-01-01 00:00:00")
     merge("run-a", 3)
     stage("run-a", 1, range(2, 5), "2026-01-01 00:00:01")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import staging as staging_io
-from jobs.delta_io import create_table_if_missing, delta_table, latest_version, read_table
-from jobs.layout import BUCKETS_PROPERTY, DEFAULT_BUCKETS, ChunkPlan, relayout_results
-from jobs.results import RESULT_KEYS, RESULTS_SCHEMA_DDL
+from jobs.describe import commit as staging_io
+from jobs.tables.delta_io import create_table_if_missing, delta_table, latest_version, read_table
+from jobs.tables.layout import BUCKETS_PROPERTY, DEFAULT_BUCKETS, ChunkPlan, relayout_results
+from jobs.tables.results import RESULT_KEYS, RESULTS_SCHEMA_DDL
 
 pytestmark = pytest.mark.spark
 

@@ -11,12 +11,12 @@ from datetime import datetime
 
 import pytest
 
-from jobs import write_back
 from jobs.config import IngestConfig
-from jobs.delta_io import delta_table, latest_version, read_table
-from jobs.describe import run_describe
-from jobs.ingest import run_ingest
-from jobs.layout import DEFAULT_BUCKETS, ChunkPlan
+from jobs.describe import write_back
+from jobs.describe.run import run_describe
+from jobs.tables.delta_io import delta_table, latest_version, read_table
+from jobs.tables.ingest import run_ingest
+from jobs.tables.layout import DEFAULT_BUCKETS, ChunkPlan
 from tests.conftest import describe_config
 from tests.fakes import make_fake_engine
 from tests.resilience_fakes import held_until

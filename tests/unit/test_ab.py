@@ -7,8 +7,8 @@ import doctest
 
 import pytest
 
-from udfs import ab
-from udfs.ab import (
+from udfs.evaluation import ab
+from udfs.evaluation.ab import (
     ANY_FLAG,
     BootstrapSettings,
     aligned,

@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from udfs import audit_rows
-from udfs.audit_rows import (
+from udfs.engines.base import Engine, EngineDeadError, Generation
+from udfs.evaluation.selfcheck import AuditResult, audit_rates
+from udfs.outputs.guardrails import check_prompt
+from udfs.prompts import PromptSpec, load_prompt_file
+from udfs.runner import audit as audit_rows
+from udfs.runner.audit import (
     AuditTask,
     audit_frame,
     audit_rate_cis,
     check_probe_template,
     probe_prompt,
 )
-from udfs.engines.base import Engine, EngineDeadError, Generation
-from udfs.guardrails import check_prompt
-from udfs.prompts import PromptSpec, load_prompt_file
-from udfs.selfcheck import AuditResult, audit_rates
 from udfs.settings import EngineSettings, ImageSettings
 
 PROBE_FILE = Path(__file__).resolve().parents[2] / "conf" / "prompts" / "probes" / "probe_v1.yaml"

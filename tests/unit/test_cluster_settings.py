@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from jobs.cluster.gpu_layout import check_gpu_layout, gpu_layout_problems, idle_gpus
+from jobs.cluster.spark_session import build_spark, load_profile, submit_args
 from jobs.config import ConfigError, SparkSettings
-from jobs.gpu_layout import check_gpu_layout, gpu_layout_problems, idle_gpus
-from jobs.spark_session import build_spark, load_profile, submit_args
 
 REPO = Path(__file__).resolve().parents[2]
 GPU_PROFILE = REPO / "conf" / "spark" / "gpu-cluster.yaml"

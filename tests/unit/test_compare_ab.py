@@ -4,7 +4,7 @@ MLflow metric names. On Spark with a scripted engine: tests/spark/test_eval_scri
 
 from __future__ import annotations
 
-from jobs.compare import ab_lines, ab_metrics, flag_ab
+from jobs.evaluation.compare import ab_lines, ab_metrics, flag_ab
 from udfs.prompts import PromptSpec
 
 V1 = PromptSpec(name="describe", version="v1", system="s", instructions="i")

@@ -11,9 +11,9 @@ import warnings
 from pathlib import Path
 
 from jobs.cli import one_line
-from jobs.console import run_log
-from jobs.progress import RowProgress
-from jobs.spark_session import explain_start_failure
+from jobs.cluster.spark_session import explain_start_failure
+from jobs.commandline.console import run_log
+from jobs.commandline.progress import RowProgress
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,7 +104,7 @@ def test_verbose_run_log_streams_the_log_to_the_terminal(tmp_path, capfd):
 def test_a_python_worker_error_is_reported_by_its_cause():
     err = RuntimeError(
         "An exception was thrown from the Python worker:\nTraceback (most recent call last):\n"
-        '  File "udfs/describe_rows.py", line 3, in f\nAttributeError: no attribute prep_threads\n'
+        '  File "udfs/runner/describe.py", line 3, in f\nAttributeError: no attribute prep_threads\n'
     )
     assert one_line(err) == "AttributeError: no attribute prep_threads"
     assert one_line(ValueError("plain message\nsecond line")) == "ValueError: plain message"

@@ -1,4 +1,4 @@
-"""The row contract of udfs.describe_rows with fake engines: rows in == rows out, input order,
+"""The row contract of udfs.runner.describe with fake engines: rows in == rows out, input order,
 batch sizes, per-row errors, poison-row isolation, fatal-error recovery."""
 
 from pathlib import Path
@@ -14,8 +14,8 @@ from tests.fakes import (
     FakeEngine,
     PoisonEngine,
 )
-from udfs.describe_rows import RESULT_COLUMN_NAMES, DescribeTask, describe_batches, describe_rows
 from udfs.prompts import find_prompt
+from udfs.runner.describe import RESULT_COLUMN_NAMES, DescribeTask, describe_batches, describe_rows
 from udfs.settings import EngineSettings, ImageSettings
 
 PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"

@@ -19,7 +19,7 @@ MODULES = sorted(
 
 def test_examples_are_found():
     # The collection itself must work: these modules are known to carry examples.
-    assert {"udfs.prompts", "udfs.guardrails", "udfs.tally", "jobs.redaction"} <= set(MODULES)
+    assert {"udfs.prompts", "udfs.outputs.guardrails", "udfs.outputs.tally", "jobs.tracking.redaction"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module_name", MODULES)

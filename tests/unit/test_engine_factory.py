@@ -9,11 +9,11 @@ import pandas as pd
 from PIL import Image
 
 from tests.fakes import FakeEngine, make_chatty_engine, make_fake_engine
-from udfs.describe_rows import DescribeTask
 from udfs.engines import cache
 from udfs.prompts import find_prompt
+from udfs.runner.describe import DescribeTask
+from udfs.runner.spark_udf import make_describe_fn
 from udfs.settings import EngineSettings, ImageSettings
-from udfs.spark_udf import make_describe_fn
 
 PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"
 

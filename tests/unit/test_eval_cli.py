@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from jobs.cli import EXIT_CONFIG, build_parser, main
-from jobs.commands import config_from
+from jobs.commandline.commands import config_from
 from jobs.config import ConfigError
-from jobs.eval_cli import EVAL_EXPERIMENT, EvalSettings
+from jobs.evaluation.commands import EVAL_EXPERIMENT, EvalSettings
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "conf" / "demo.yaml")

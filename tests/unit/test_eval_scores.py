@@ -9,8 +9,8 @@ import doctest
 import json
 
 from tests.unit.test_grounding import HOUSE, MUGS, TABLE
-from udfs import eval_scores
-from udfs.eval_scores import (
+from udfs.evaluation import scores as eval_scores
+from udfs.evaluation.scores import (
     all_pairs,
     paired_verdicts,
     per_image_records,

@@ -4,7 +4,7 @@ import pytest
 
 from tests.fakes import make_fake_engine as FAKE
 from udfs.engines import cache
-from udfs.gpu import cuda_visible_devices, pin_task_gpus
+from udfs.engines.gpu import cuda_visible_devices, pin_task_gpus
 from udfs.settings import EngineSettings, ImageSettings
 
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from udfs.grounding import (
+from udfs.evaluation.grounding import (
     aggregate,
     aggregate_groups,
     extract_claims,
@@ -18,9 +18,9 @@ from udfs.grounding import (
     score_json,
     score_text,
 )
-from udfs.stats import mcnemar
+from udfs.evaluation.stats import mcnemar
 
-# Hand-written truths in the shape udfs.scenes produces.
+# Hand-written truths in the shape udfs.evaluation.scenes produces.
 TABLE = {
     "subject": "table", "colors": ["brown", "red"], "count": 2, "count_of": "leg",
     "count_kind": "parts", "present": ["drawer", "leg"],
@@ -366,7 +366,7 @@ def test_subject_is_the_first_object_named():
 
 
 def test_docstring_examples_run():
-    import udfs.grounding
+    import udfs.evaluation.grounding
 
-    result = doctest.testmod(udfs.grounding)
+    result = doctest.testmod(udfs.evaluation.grounding)
     assert result.attempted > 0 and result.failed == 0

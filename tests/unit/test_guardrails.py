@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from udfs.guardrails import (
+from udfs.outputs.guardrails import (
     GUARDRAIL_DESCRIPTIONS,
     GUARDRAILS,
     OutputUnderCheck,

@@ -1,4 +1,4 @@
-"""``udfs.images``: every bad input becomes a status row; every good one a grid-sized RGB image.
+"""``udfs.images.prepare``: every bad input becomes a status row; every good one a grid-sized RGB image.
 
 All fixtures are generated here with Pillow (nothing binary is checked in), so each test shows
 exactly what it feeds the loader.
@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, ImageFilter, ImageOps, JpegImagePlugin, features
 
-from udfs.describe_rows import RESULT_COLUMN_NAMES
-from udfs.images import PreparedImage, laplacian_variance, load_image, prepare_image
+from udfs.images.prepare import PreparedImage, laplacian_variance, load_image, prepare_image
+from udfs.runner.describe import RESULT_COLUMN_NAMES
 from udfs.settings import QWEN_PATCH_FACTOR, ImageSettings
 
 DEFAULTS = ImageSettings()

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("jobs", "udfs")
 # The thin Spark adapter and GPU pinning (TaskContext) are the udfs modules that may use Spark.
-UDFS_SPARK_MODULES = {"udfs.spark_udf", "udfs.gpu"}
+UDFS_SPARK_MODULES = {"udfs.runner.spark_udf", "udfs.engines.gpu"}
 
 
 def _module_name(path: Path) -> str:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.compare import _canary_config
 from jobs.config import ConfigError, DescribeConfig, InputSettings, load_config
+from jobs.evaluation.compare import _canary_config
 from udfs.prompts import PromptSpec
 
 BASE = ["input_table=/t", "results_table=/r", "engine.model=m"]

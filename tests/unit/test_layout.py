@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from jobs.layout import BUCKET, ChunkPlan, ResultsLayout
+from jobs.tables.layout import BUCKET, ChunkPlan, ResultsLayout
 
 
 @pytest.mark.parametrize(

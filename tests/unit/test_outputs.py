@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from udfs.outputs import (
+from udfs.outputs.structured import (
     ParsedOutput,
     check_schema,
     non_portable_keywords,

@@ -2,8 +2,8 @@
 
 import pytest
 
+from jobs.cluster.capacity_plan import plan_run
 from jobs.config import ConfigError
-from jobs.plan import plan_run
 
 
 def test_the_seeds_run_at_the_goal_rate():

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from jobs.config import ConfigError, DescribeConfig, PromptRef
-from jobs.prompt_store import load_registered_prompt, register_prompt, resolve_prompt
+from jobs.tracking.prompt_store import load_registered_prompt, register_prompt, resolve_prompt
 from udfs.prompts import find_prompt
 
 PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"

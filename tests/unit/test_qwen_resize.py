@@ -1,4 +1,4 @@
-"""``udfs.qwen_resize.smart_resize`` against the Qwen2-VL processor's own ``smart_resize``.
+"""``udfs.images.qwen_resize.smart_resize`` against the Qwen2-VL processor's own ``smart_resize``.
 
 Ours must agree with transformers wherever transformers' answer is one the model accepts, and
 raise only where transformers raises or answers with a size the model rejects.
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from udfs.qwen_resize import (
+from udfs.images.qwen_resize import (
     EXTREME_ASPECT_RATIO,
     INVALID_SIZE,
     PIXELS_PER_VISUAL_TOKEN,

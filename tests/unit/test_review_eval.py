@@ -3,10 +3,10 @@ everything escaped, and the page around it still self-contained under its CSP.""
 
 from __future__ import annotations
 
-from jobs.review_eval import RatesColumn, render_ab_section
-from jobs.review_page import CSP, PromptColumn, render_review_page
+from jobs.review.page import CSP, PromptColumn, render_review_page
+from jobs.review.verdicts import RatesColumn, render_ab_section
 from tests.html_dom import Dom
-from udfs.ab import paired_verdict, rate_ci
+from udfs.evaluation.ab import paired_verdict, rate_ci
 
 EVIL = '<script>alert("x")</script> & "q"'
 ALL, NONE = ([1, 1, 1, 1], [1, 1, 1, 1]), ([0, 0, 0, 0], [1, 1, 1, 1])

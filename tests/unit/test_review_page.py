@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from jobs.review_page import (
+from jobs.review.page import (
     CSP,
     PromptColumn,
     PromptOutput,
@@ -22,8 +22,8 @@ from jobs.review_page import (
     write_review_page,
 )
 from tests.html_dom import Dom
-from udfs.guardrails import GUARDRAIL_DESCRIPTIONS
-from udfs.tally import Tally
+from udfs.outputs.guardrails import GUARDRAIL_DESCRIPTIONS
+from udfs.outputs.tally import Tally
 
 V1, V2 = "describe/v1", "describe/v2"
 EVIL = '<script>alert("x")</script> & "quotes"'
@@ -102,7 +102,7 @@ def test_thumbnail_uses_the_first_frame(tmp_path):
 
 
 def test_thumbnail_refuses_decompression_bombs(tmp_path, monkeypatch):
-    import jobs.review_page as review_page
+    import jobs.review.page as review_page
 
     monkeypatch.setattr(review_page, "THUMBNAIL_MAX_PIXELS", 100)
     path = tmp_path / "big.png"

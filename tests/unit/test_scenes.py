@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from udfs.scenes import ScenePlan, Shape, paint, plan_scene, render_scene
+from udfs.evaluation.scenes import ScenePlan, Shape, paint, plan_scene, render_scene
 
 SEEDS_AND_INDICES = [(seed, i) for seed in (0, 7) for i in range(30)]
 # The test's own idea of each colour name (not the module's palette): a pixel must be nearer to
@@ -95,7 +95,7 @@ def test_different_indices_and_seeds_give_different_scenes():
 def test_bytes_do_not_depend_on_the_process():
     # Another interpreter with another hash seed renders the same bytes (no set-order or
     # per-process randomness leaks into a scene).
-    code = ("import hashlib; from udfs.scenes import render_scene; "
+    code = ("import hashlib; from udfs.evaluation.scenes import render_scene; "
             "data = b''.join(render_scene(7, i).image for i in range(6)); "
             "print(hashlib.sha256(data).hexdigest())")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -132,7 +132,7 @@ def test_degradation_parameters_vary_across_scenes():
 
 def test_lower_jpeg_quality_loses_detail():
     # Same picture, two qualities: the lower one is smaller (the parameter is really applied).
-    from udfs.scenes import degrade
+    from udfs.evaluation.scenes import degrade
 
     img = paint(plan_scene(0, 1))
     params = {"long_side": 200, "blur_radius": 0.3}
@@ -265,7 +265,7 @@ def test_known_scene_truth():
 
 
 def test_docstring_examples_run():
-    import udfs.scenes
+    import udfs.evaluation.scenes
 
-    result = doctest.testmod(udfs.scenes)
+    result = doctest.testmod(udfs.evaluation.scenes)
     assert result.attempted > 0 and result.failed == 0

@@ -7,8 +7,8 @@ import doctest
 
 import pytest
 
-from udfs.grounding import extract_claims, extract_claims_json
-from udfs.selfcheck import (
+from udfs.evaluation.grounding import extract_claims, extract_claims_json
+from udfs.evaluation.selfcheck import (
     AuditResult,
     Probe,
     audit_answers,
@@ -130,7 +130,7 @@ def test_audit_rates_pinned():
 
 
 def test_docstring_examples_run():
-    import udfs.selfcheck
+    import udfs.evaluation.selfcheck
 
-    result = doctest.testmod(udfs.selfcheck)
+    result = doctest.testmod(udfs.evaluation.selfcheck)
     assert result.attempted > 0 and result.failed == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from udfs.sources import (
+from udfs.images.sources import (
     SourceError,
     local_path,
     read_bytes,

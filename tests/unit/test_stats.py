@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from udfs.stats import (
+from udfs.evaluation.stats import (
     McNemarResult,
     bootstrap_ci,
     mcnemar,
@@ -194,7 +194,7 @@ def test_pairing_is_tighter_than_independent_resampling():
 
 
 def test_docstring_examples_run():
-    import udfs.stats
+    import udfs.evaluation.stats
 
-    result = doctest.testmod(udfs.stats)
+    result = doctest.testmod(udfs.evaluation.stats)
     assert result.attempted > 0 and result.failed == 0

@@ -1,4 +1,4 @@
-"""Streamed feeding (udfs.feeding through udfs.describe_rows) with fake engines: the engine is kept
+"""Streamed feeding (udfs.runner.feeding through udfs.runner.describe) with fake engines: the engine is kept
 full, rows come back in order per frame, a bad request fails alone, a dead engine is rebuilt
 once, decoded images waiting are bounded, and the partition's stats add up."""
 
@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from tests.fakes import POISON_RGB, REJECT_RGB, FakeEngine, StreamingFakeEngine
-from udfs.describe_rows import DescribeTask, describe_batches
-from udfs.feeding import FeedStats, feed_frames
-from udfs.images import load_image
+from udfs.images.prepare import load_image
 from udfs.prompts import find_prompt
+from udfs.runner.describe import DescribeTask, describe_batches
+from udfs.runner.feeding import FeedStats, feed_frames
 from udfs.settings import EngineSettings, ImageSettings
 
 PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"

@@ -1,6 +1,6 @@
 """The one way result rows are counted: statuses, flags, and flag rates over ok rows."""
 
-from udfs.tally import Tally
+from udfs.outputs.tally import Tally
 
 
 def test_each_flag_counts_once_per_row_and_rates_are_over_ok_rows():

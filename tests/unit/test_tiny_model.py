@@ -2,7 +2,7 @@
 
 import json
 
-from jobs.tiny_model import SPECIAL_TOKENS, TinyModelSpec, make_tiny_model
+from jobs.demo.tiny_model import SPECIAL_TOKENS, TinyModelSpec, make_tiny_model
 
 
 def test_same_seed_builds_byte_identical_weights_and_ids_match_config(tmp_path, tiny_model_dir):

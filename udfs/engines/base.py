@@ -106,7 +106,7 @@ class Engine(ABC):
         self, images: Sequence[Image.Image], prompt: PromptSpec, sampling: SamplingSettings
     ) -> list[Generation]:
         """One output per image, in input order. Images must already be RGB and sized by
-        ``udfs.images.prepare_image``.
+        ``udfs.images.prepare.prepare_image``.
 
         Raises:
             EngineDeadError: the engine can no longer serve requests.

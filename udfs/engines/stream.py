@@ -1,4 +1,4 @@
-"""Streams of requests: the engine-side half of streamed feeding (``udfs.feeding``).
+"""Streams of requests: the engine-side half of streamed feeding (``udfs.runner.feeding``).
 
 A stream takes requests one at a time (``submit``) and hands back each one when it finishes
 (``poll``), so a feeder can add a new request the moment another one leaves and the engine never

@@ -1,0 +1,118 @@
+"""The last step of a describe run: figures for the whole scope, everything to MLflow (from the
+driver, after the Delta commits), then the alarms that fail a run whose rows are written."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import yaml
+
+from jobs.describe.start import DescribeRun, DescribeSummary
+from jobs.tracking.redaction import redact, redact_text
+from udfs.fingerprint import fingerprint_inputs
+from udfs.outputs import guardrails
+from udfs.runner.feeding import engine_metrics
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+class FlagRateExceeded(RuntimeError):
+    """Guardrail flag rates above ``max_flag_rate``; raised after the results are written."""
+
+
+def finish_run(spark: SparkSession, run: DescribeRun, started: float) -> DescribeSummary:
+    """Close the run: whole-scope tally, MLflow, then ``TrackingError`` (with ``on_error:
+    fail``) or ``FlagRateExceeded``, in that order: the results are written either way."""
+    summary = run.summary
+    summary.seconds = time.perf_counter() - started
+    summary.table_tally = run.scope.tally(spark)
+    log_run(spark, run)
+    summary.tracking_failures = list(run.tracker.failures)
+    run.tracker.raise_for_failures()
+    check_flag_rates(spark, run)
+    return summary
+
+
+def log_run(spark: SparkSession, run: DescribeRun) -> None:
+    """Parameters, metrics, the prompt, the fingerprint's inputs, config and samples."""
+    config, prompt, summary, tracker = run.config, run.prompt, run.summary, run.tracker
+    task = run.task
+    tracker.log_params({
+        "model": summary.model, "engine": config.engine.backend, "dtype": config.engine.dtype,
+        "prompt_name": prompt.name, "prompt_version": prompt.version,
+        "prompt_hash": summary.prompt_hash, "run_fingerprint": summary.fingerprint,
+        "input_table": config.input_table, "input_version": summary.input_version,
+        "results_table": config.results_table, "batch_size": config.batch_size,
+        "chunk_size": config.chunk_size, "replace": config.replace,
+        "prompt_registry_uri": summary.registered_prompt or "",
+        **{f"sampling.{k}": v for k, v in task.sampling.model_dump().items()},
+    })
+    tracker.log_metrics({
+        "rows_in": summary.rows_in, "rows_pending": summary.rows_pending,
+        "rows_processed": summary.rows_processed, "rows_ok": summary.tally.ok,
+        "rows_error": summary.tally.errors, "rows_recovered": summary.rows_recovered,
+        "rows_reused": summary.rows_reused, "rows_replaced": summary.rows_replaced,
+        "images_per_s": summary.images_per_s, "seconds": summary.seconds,
+        **{f"status.{k}": v for k, v in summary.tally.statuses.items()},
+        **{f"flag_rate.{k}": v for k, v in summary.tally.flag_rates().items()},
+        **engine_metrics(summary.engine),
+    })
+    tracker.log_text(yaml.safe_dump(prompt.model_dump(mode="json"), sort_keys=False),
+                     f"prompt/{prompt.name}_{prompt.version}.yaml")
+    tracker.log_text(prompt.user_text(), f"prompt/{prompt.name}_{prompt.version}_user.txt")
+    inputs = fingerprint_inputs(prompt, task.sampling, task.engine, task.images)
+    tracker.log_text(json.dumps(inputs, indent=2, sort_keys=True), "run_fingerprint.json")
+    tracker.log_text(
+        yaml.safe_dump(redact(config.model_dump(mode="json")), sort_keys=False), "config.yaml"
+    )
+    tracker.log_text(json.dumps(asdict(summary), indent=2, default=str), "summary.json")
+    spark_conf = dict(spark.sparkContext.getConf().getAll())
+    tracker.log_text(json.dumps(redact(spark_conf), indent=2, sort_keys=True), "spark_conf.json")
+    if run.samples:
+        sample = pd.concat(run.samples, ignore_index=True)
+        tracker.log_table(_loggable(sample), "samples/outputs.json")
+    tracker.finish("FINISHED")
+
+
+def check_flag_rates(spark: SparkSession, run: DescribeRun) -> None:
+    """Raise ``FlagRateExceeded`` naming each flag over its limit, with example rows."""
+    from pyspark.sql import functions as F
+
+    limits, summary = run.config.max_flag_rate, run.summary
+    rates = summary.tally.flag_rates()
+    over = guardrails.check_thresholds(rates, limits)
+    if not over:
+        return
+    lines = [f"guardrail flag rates over max_flag_rate in run {summary.run_id} "
+             f"(results are written to {summary.results_table}):"]
+    rows = run.scope.rows(spark).where(F.col("run_id") == summary.run_id)
+    for flag in over:
+        lines.append(f"  {flag}: {rates[flag]:.1%} > {limits[flag]:.1%}")
+        for example in rows.where(F.array_contains("guardrail_flags", flag)).limit(3).collect():
+            text = (example["description"] or "").replace("\n", " ")[:120]
+            lines.append(f"    e.g. {example['image_id']} ({example['path']}): {text!r}")
+    raise FlagRateExceeded("\n".join(lines))
+
+
+def _loggable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sample rows as MLflow can store them: lists as JSON, text with URL credentials (signed
+    image URLs) redacted."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(_loggable_value)
+    frame["written_at"] = frame["written_at"].astype(str)
+    return frame
+
+
+def _loggable_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if hasattr(value, "__len__"):
+        return json.dumps(list(value))
+    return value

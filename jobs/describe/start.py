@@ -1,0 +1,207 @@
+"""A describe run's state, and how it starts.
+
+``open_run`` makes the tables, merges what an interrupted run staged, refuses to mix results of
+another fingerprint into this prompt version (unless ``replace``), opens the MLflow run and
+builds the ``DescribeTask`` the executors receive. ``DescribeRun`` then carries the config,
+prompt, scope, task, tracker and summary from step to step (``jobs.describe.run``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs.config import ConfigError, DescribeConfig
+from jobs.describe.commit import ensure_tables, recover_staged
+from jobs.tables.delta_io import latest_version
+from jobs.tables.results import ResultScope, RetryPolicy
+from jobs.tracking.runs import RunTracker
+from udfs.fingerprint import run_fingerprint
+from udfs.outputs.tally import Tally
+from udfs.prompts import PromptSpec
+from udfs.runner.describe import DescribeTask
+from udfs.runner.feeding import FeedStats
+from udfs.settings import EngineSettings, SamplingSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# Files whose bytes identify a local model folder's weights (sizes stand in for the weights).
+_REVISION_FILES = ("config.json", "generation_config.json", "tokenizer.json", "chat_template.json")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+_SAMPLED_BYTES = 1 << 20
+
+
+class FingerprintMismatch(ConfigError):
+    """Rows of this prompt version and model were made by something else than this run."""
+
+
+@dataclass
+class DescribeSummary:
+    """What a describe run did; printed by the CLI and logged to MLflow."""
+
+    run_id: str
+    results_table: str
+    input_table: str
+    prompt: str
+    prompt_hash: str
+    fingerprint: str
+    model: str
+    input_version: int = -1
+    rows_in: int = 0
+    rows_pending: int = 0
+    rows_to_describe: int = 0
+    rows_processed: int = 0
+    rows_recovered: int = 0
+    rows_reused: int = 0
+    rows_replaced: int = 0
+    results_version_before: int = -1
+    chunks: int = 0
+    seconds: float = 0.0
+    tally: Tally = field(default_factory=Tally)
+    table_tally: Tally = field(default_factory=Tally)
+    # The executors' feeding stats over every chunk (engine-busy time, tokens).
+    engine: FeedStats = field(default_factory=FeedStats)
+    tracking_failures: list[str] = field(default_factory=list)
+    registered_prompt: str | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.rows_processed / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a config and prompt produce results as: the engine (with a known revision), the
+    effective sampling, the run fingerprint, and the result scope they belong to."""
+
+    engine: EngineSettings
+    sampling: SamplingSettings
+    fingerprint: str
+    scope: ResultScope
+
+
+def identify_run(config: DescribeConfig, prompt: PromptSpec) -> RunIdentity:
+    engine = with_known_revision(config.engine)
+    sampling = config.sampling or prompt.sampling
+    return RunIdentity(
+        engine=engine, sampling=sampling,
+        fingerprint=run_fingerprint(prompt, sampling, engine, config.images),
+        scope=ResultScope(config.results_table, prompt.name, prompt.version,
+                          engine.recorded_model_id),
+    )
+
+
+@dataclass
+class DescribeRun:
+    """What the steps of one describe run share."""
+
+    config: DescribeConfig
+    prompt: PromptSpec
+    scope: ResultScope
+    retry: RetryPolicy
+    task: DescribeTask
+    tracker: RunTracker
+    summary: DescribeSummary
+    samples: list[Any] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.summary.fingerprint
+
+
+def open_run(
+    config: DescribeConfig, spark: SparkSession, prompt: PromptSpec,
+    make_engine: Callable | None = None,
+) -> DescribeRun:
+    """Everything before the first row is described. Refuses (``FingerprintMismatch``) before
+    an MLflow run is opened, so a refused run leaves no trace."""
+    identity = identify_run(config, prompt)
+    scope, fingerprint = identity.scope, identity.fingerprint
+    ensure_tables(spark, config.results_table)
+    recovered = recover_staged(spark, config.results_table)
+    stale = stale_rows(spark, scope, fingerprint, prompt)
+    if stale and not config.replace:
+        raise FingerprintMismatch(mismatch_message(spark, scope, fingerprint, stale))
+    tracker = RunTracker(config.mlflow)
+    run_id = tracker.start(
+        config.run_name or f"{prompt.key} {scope.model}",
+        tags={"candid.job": "describe", "candid.prompt": prompt.key,
+              "candid.run_fingerprint": fingerprint},
+    )
+    registered = tracker.register_prompt(prompt) if config.prompt.register_in_mlflow else None
+    task = DescribeTask(
+        engine=identity.engine, images=config.images, prompt=prompt, sampling=identity.sampling,
+        batch_size=config.batch_size, prep_threads=config.prep_threads,
+        max_waiting_images=config.max_waiting_images, run_id=run_id, fingerprint=fingerprint,
+        make_engine=make_engine,
+    )
+    summary = DescribeSummary(
+        run_id=run_id, results_table=config.results_table, input_table=config.input_table,
+        prompt=prompt.key, prompt_hash=prompt.content_hash(), fingerprint=fingerprint,
+        model=scope.model, rows_recovered=recovered, rows_replaced=sum(stale.values()),
+        results_version_before=latest_version(spark, config.results_table),
+        registered_prompt=registered.uri if registered else None,
+    )
+    retry = RetryPolicy(tuple(config.retry_statuses), config.max_attempts)
+    return DescribeRun(config, prompt, scope, retry, task, tracker, summary)
+
+
+def stale_rows(
+    spark: SparkSession, scope: ResultScope, fingerprint: str, prompt: PromptSpec
+) -> dict[str | None, int]:
+    """Rows of the scope that this run did not produce: {their fingerprint: rows}. Rows from
+    before fingerprints existed (None) count as this run's when their prompt hash matches."""
+    from pyspark.sql import functions as F
+
+    rows = scope.rows(spark).where(~scope.current(fingerprint, prompt.content_hash()))
+    counted = rows.groupBy(F.col("run_fingerprint")).count().collect()
+    return {r["run_fingerprint"]: int(r["count"]) for r in counted}
+
+
+def mismatch_message(
+    spark: SparkSession, scope: ResultScope, fingerprint: str, stale: dict[str | None, int]
+) -> str:
+    found = ", ".join(
+        f"{fp or 'unknown (written before fingerprints)'}: {rows} rows"
+        for fp, rows in stale.items()
+    )
+    total = sum(stale.values())
+    return (
+        f"{scope.key}: {scope.table} already holds rows of this prompt version and model made "
+        f"by another run fingerprint ({found}); this run's fingerprint is {fingerprint}. It "
+        "covers the rendered prompt, output schema, sampling, model id and revision, backend, "
+        "dtype, quantization and pixel bounds, so something among them changed. Either give "
+        "the changed prompt a new version (a new file in the prompt folder), or rerun with "
+        f"--replace to describe those {total} rows again (the table's Delta history keeps the "
+        f"old ones: version {latest_version(spark, scope.table)} has them)"
+    )
+
+
+def with_known_revision(engine: EngineSettings) -> EngineSettings:
+    """``engine`` with ``revision`` filled in for a local model folder (a hash of its config
+    files and weight file sizes), so a rebuilt or swapped model changes the fingerprint."""
+    if engine.revision is not None or not Path(engine.model).is_dir():
+        return engine
+    return engine.model_copy(update={"revision": local_model_revision(Path(engine.model))})
+
+
+def local_model_revision(folder: Path) -> str:
+    """``local-`` + 16 hex of the config files, and of each weight file's name, size, first
+    and last MiB (the weights of a 7B model are not read whole to start a run)."""
+    digest = hashlib.sha256()
+    for name in _REVISION_FILES:
+        if (folder / name).is_file():
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    for weights in sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
+        size = weights.stat().st_size
+        digest.update(json.dumps([weights.name, size]).encode())
+        with weights.open("rb") as handle:
+            digest.update(handle.read(_SAMPLED_BYTES))
+            handle.seek(max(0, size - _SAMPLED_BYTES))
+            digest.update(handle.read(_SAMPLED_BYTES))
+    return f"local-{digest.hexdigest()[:16]}"
