@@ -2,10 +2,11 @@
 
 For a sample of the ok rows of the config's result scope (its prompt version and model), the
 same model is asked yes/no questions about each concrete claim of the description, with the
-image, in a second pass on the executors (``udfs.runner.audit``: ``mapInPandas``, the worker's
-cached engine, GPU pinning), plus control questions about objects absent by construction: the
-scene truth's when the input table is an eval dataset (``truth_json``), else vocabulary
-objects the description does not name (only probably absent on real images).
+image, in a second pass on the executors (``udfs.runner.audit`` through the one executor runner:
+``mapInPandas``, the worker's cached engine, GPU pinning, streamed feeding), plus control
+questions about objects absent by construction: the scene truth's when the input table is an
+eval dataset (``truth_json``), else vocabulary objects the description does not name (only
+probably absent on real images).
 
 Rows go to a Delta table (appended, one ``audit_run_id`` per run) with the probe prompt's
 name, version and hash; the rates, each with a bootstrap interval, go to an MLflow run.
@@ -32,11 +33,11 @@ from udfs.evaluation.stats import RateCI
 from udfs.prompts import PromptSpec, load_prompt_file
 from udfs.runner.audit import (
     AuditTask,
-    audit_partition,
     audit_rate_cis,
     audit_schema_ddl,
     check_probe_template,
 )
+from udfs.runner.spark_udf import make_partition_fn
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,8 +46,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PROBE_PROMPT = "conf/prompts/probes/probe_v1.yaml"
 AUDIT_SUFFIX = "_audit"
-# Rows per Arrow batch into the audit: requests are grouped by question within a batch, so
-# larger batches give the engine larger generate calls.
+# Rows per Arrow batch into the audit (the engine is fed as a stream across batches).
 DEFAULT_BATCH_ROWS = 64
 
 
@@ -171,14 +171,12 @@ def _sample(spark: SparkSession, config: DescribeConfig, rows: DataFrame,
 def _second_pass(spark: SparkSession, sample: DataFrame, task: AuditTask,
                  options: AuditOptions, config: DescribeConfig) -> DataFrame:
     """The probes on the executors; the result is cached so Delta and the rates read it once."""
-    from functools import partial
-
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     spark.conf.set(key, str(options.batch_rows))
     partitions = config.partitions or spark.sparkContext.defaultParallelism
     inputs = sample.select("image_id", "path", "description", "structured_json", "json_mode",
                            "controls").repartition(partitions, "image_id")
-    audited = inputs.mapInPandas(partial(audit_partition, task=task), audit_schema_ddl())
+    audited = inputs.mapInPandas(make_partition_fn(task), audit_schema_ddl())
     audited = audited.cache()
     audited.count()
     return audited

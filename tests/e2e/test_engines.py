@@ -100,7 +100,8 @@ def test_describe_streams_rows_through_vllm_in_order_with_cache_counts(
     import pandas as pd
 
     from tests.conftest import tiny_engine_settings
-    from udfs.runner.describe import DescribeTask, describe_batches
+    from udfs.runner.describe import DescribeTask
+    from udfs.runner.task import run_batches
 
     prompt = find_prompt(PROMPTS, "v2")
     sampling = prompt.sampling.model_copy(update={"max_tokens": 16})
@@ -111,7 +112,7 @@ def test_describe_streams_rows_through_vllm_in_order_with_cache_counts(
     paths = [str(p) for p in sample_images.paths]
     frame = pd.DataFrame({"image_id": [f"s{i}" for i in range(len(paths))], "path": paths})
     stats = []
-    results = list(describe_batches(
+    results = list(run_batches(
         iter([frame.iloc[:3], frame.iloc[3:]]), task, lambda: vllm_engine, on_stats=stats.append
     ))
     assert [len(r) for r in results] == [3, len(paths) - 3]

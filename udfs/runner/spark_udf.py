@@ -1,7 +1,10 @@
-"""The thin adapter between Spark's ``mapInPandas`` and ``udfs.runner.describe``.
+"""The thin adapter between Spark's ``mapInPandas`` and the executor runner
+(``udfs.runner.task.run_batches``), for every kind of task (describing, the audit).
 
-Per Python worker: pin the task's GPU (before CUDA is touched), then describe batches with the
-worker's cached engine. All settings arrive in the ``DescribeTask`` argument.
+Per Python worker: pin the task's GPU (before CUDA is touched), then run the task on its batches
+with the worker's cached engine (``udfs.engines.cache``: the same cache for every task, so an
+audit reuses the describe job's engine when the settings match). All settings arrive in the
+task argument.
 
 ``on_stats`` (optional) receives each partition's ``FeedStats`` in the executor when the
 partition is done; it is pickled with the function, so it must be picklable, e.g. a lambda that
@@ -17,15 +20,15 @@ import pandas as pd
 
 from udfs.engines import cache
 from udfs.engines.gpu import pin_task_gpus
-from udfs.runner.describe import DescribeTask, StatsCallback, describe_batches
+from udfs.runner.task import RunnerTask, StatsCallback, run_batches
 
 
-def describe_partition(
-    batches: Iterator[pd.DataFrame], task: DescribeTask, on_stats: StatsCallback | None = None
+def run_partition(
+    batches: Iterator[pd.DataFrame], task: RunnerTask, on_stats: StatsCallback | None = None
 ) -> Iterator[pd.DataFrame]:
-    """``mapInPandas`` function: one result row per input row."""
+    """``mapInPandas`` function: one output row per input row."""
     pin_task_gpus()
-    yield from describe_batches(
+    yield from run_batches(
         batches,
         task,
         get_engine=lambda: cache.get_engine(task.engine, task.images, task.make_engine),
@@ -34,11 +37,11 @@ def describe_partition(
     )
 
 
-def make_describe_fn(
-    task: DescribeTask, on_stats: StatsCallback | None = None
+def make_partition_fn(
+    task: RunnerTask, on_stats: StatsCallback | None = None
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """Bind ``task`` (and ``on_stats``) so the function can be handed to ``mapInPandas``."""
-    return partial(describe_partition, task=task, on_stats=on_stats)
+    return partial(run_partition, task=task, on_stats=on_stats)
 
 
 def hash_partition(batches: Iterator[pd.DataFrame], max_bytes: int) -> Iterator[pd.DataFrame]:
