@@ -92,7 +92,7 @@ class TransformersEngine(Engine):
             logprobs=logprobs, scheduled_at=started,
         )
 
-    def _token_logprobs(self, logits, token_ids: list[int]) -> tuple[float, ...]:
+    def _token_logprobs(self, logits: Any, token_ids: list[int]) -> tuple[float, ...]:
         """log_softmax (float32) of each position's raw logits, at the token generated there."""
         return tuple(
             float(self._torch.log_softmax(step[0].float(), dim=-1)[token])

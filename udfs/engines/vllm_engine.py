@@ -192,7 +192,7 @@ class VllmEngine(Engine):
 
 
 def _to_generation(
-    request_output, eos_ids: frozenset[int], scheduled_at: float | None = None
+    request_output: Any, eos_ids: frozenset[int], scheduled_at: float | None = None
 ) -> Generation:
     completion = request_output.outputs[0]
     token_ids = tuple(completion.token_ids)
@@ -210,7 +210,7 @@ def _to_generation(
     )
 
 
-def _token_logprobs(logprobs, token_ids: tuple[int, ...]) -> tuple[float, ...] | None:
+def _token_logprobs(logprobs: Any, token_ids: tuple[int, ...]) -> tuple[float, ...] | None:
     """The log-probability of each of ``token_ids`` (one position each, in order; the end token
     stripped from ``token_ids`` is left out); None when vLLM returned none."""
     if logprobs is None:
