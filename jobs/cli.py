@@ -335,11 +335,12 @@ def _print_describe_summary(summary, config: DescribeConfig, context: Context) -
     if summary.registered_prompt:
         say(f"  prompt registered as {summary.registered_prompt}")
     if config.mlflow.enabled:
+        from jobs.commandline.browse import browse_hint
         from jobs.tracking.redaction import redact_text
 
         uri = redact_text(config.mlflow.tracking_uri)
         say(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")
-        say(f"  browse: mlflow ui --backend-store-uri {uri}")
+        say(f"  browse: {browse_hint(config.mlflow.tracking_uri, summary.run_id)}")
     for failure in summary.tracking_failures:
         say(f"  WARNING: {failure}")
 
