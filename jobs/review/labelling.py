@@ -102,7 +102,8 @@ def labelling_panel(label_set: LabelSet, outputs: int) -> str:
         f"this list. A second click takes a verdict back. Verdicts stay in this browser; "
         f"export them and load the file with <code>candid labels import FILE</code>. Rows: "
         f"{_e(label_set.sample)}.</p>"
-        f'<dl class="run-summary verdict-legend">{legend}</dl></section>'
+        "<details><summary>What the verdicts mean</summary>"
+        f'<dl class="run-summary verdict-legend">{legend}</dl></details></section>'
     )
 
 
