@@ -45,6 +45,7 @@ DENIED = {0, 2, 7}
 # Token log-probabilities: one invented feature least sure of all, the other in between.
 MEAN_LOGPROB = {0: -0.4, 1: -0.6, 2: -1.9, 3: -0.8, 4: -2.5, 5: -0.7, 6: -0.3, 7: -0.5}
 REVIEWER = "Zoë Ångström"
+SECOND_REVIEWER = "Second Reviewer"
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +172,29 @@ def _import_twice(spark, run, exported: Path, capsys) -> None:
     assert {(run.scene[r.image_id], r.verdict) for r in rows} == {
         (i, v) for i, (_, v) in SCRIPT.items()}
 
+    # A later file: the same reviewer confirms one label later (an update), a second reviewer
+    # agrees on another output (a new row); the rest is already there.
+    doc = json.loads(exported.read_text(encoding="utf-8"))
+    first, second = doc["labels"][0], dict(doc["labels"][1])
+    first["labelled_at"] = "2099-01-01T00:00:00.000Z"
+    second["reviewer"] = SECOND_REVIEWER
+    doc["labels"].append(second)
+    later = exported.with_name("later.json")
+    later.write_text(json.dumps(doc), encoding="utf-8")
+    assert candid_main(["labels", "import", str(later), "--results", run.results]) == 0
+    assert f"9 labels in {later}: 1 new, 1 updated, 7 already in {labels_table}" in \
+        capsys.readouterr().out
+    rows = read_table(spark, labels_table).collect()
+    assert len(rows) == 9 and {r.reviewer for r in rows} == {REVIEWER, SECOND_REVIEWER}
+    assert max(r.labelled_at for r in rows).year == 2099
+
 
 def _score(run, capsys) -> None:
     code = candid_main(["labels", "score", "--results", run.results, "--config",
                         str(run.config_file)])
     printed = capsys.readouterr().out
     assert code == 0, printed
+    assert "labels: 9 from 2 reviewer(s) on 8 outputs; 0 of them are not ok rows" in printed
     # 8 ok rows, all labelled: 2 invented features -> 25%, about 2 rows of 8.
     assert "invented feature: 25.0% (95% CI 7.1%..59.1%, 2 of 8): about 2 rows (1..5) of 8" in printed
     assert "any error: 62.5% (95% CI 30.6%..86.3%, 5 of 8): about 5 rows (2..7) of 8" in printed
@@ -202,4 +220,6 @@ def _score(run, capsys) -> None:
     artifacts = {a.path for a in client.list_artifacts(run_id, "labels")}
     assert artifacts == {"labels/score.json", "labels/score.txt"}
     report = json.loads(Path(client.download_artifacts(run_id, "labels/score.json")).read_text())
-    assert report["groups"][0]["labelled"] == 8 and report["reviewers"] == [REVIEWER]
+    assert report["groups"][0]["labelled"] == 8
+    assert report["reviewers"] == sorted([REVIEWER, SECOND_REVIEWER])
+    assert report["groups"][0]["reviewers"] == 2  # one output has two labels: the latest counts
