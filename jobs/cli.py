@@ -21,6 +21,7 @@ from jobs.commandline.commands import (
 from jobs.commandline.console import ConsoleReporter, Reporter, run_log
 from jobs.config import ConfigError, DescribeConfig, IngestConfig
 from jobs.evaluation.commands import EVAL_COMMANDS, add_eval_commands
+from jobs.labels.commands import LABELS_COMMANDS, add_labels_commands
 from udfs.engines.vllm_env import prepare_process_env
 
 if TYPE_CHECKING:
@@ -109,7 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "config's prompt version and model)")
     review.add_argument("--limit", type=int, default=200, help="images shown at most")
     review.add_argument("--out", help="HTML file to write (default build/reviews/<run>.html)")
+    review.add_argument("--label", action="store_true",
+                        help="a labelling page: a random sample of ok rows with verdict buttons "
+                        "and a JSON export for `candid labels import`")
+    review.add_argument("--seed", type=int, default=0, help="--label: the sample's seed")
     add_eval_commands(sub)
+    add_labels_commands(sub)
     return parser
 
 
@@ -274,16 +280,22 @@ def _cmd_plan(args: argparse.Namespace, context: Context) -> int:
 def _cmd_review(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args)
     prepare_process_env()
-    from jobs.review.run import run_review
+    from jobs.review.run import LabelSample, run_review
 
+    label = LabelSample(seed=args.seed) if args.label else None
     try:
         path, shown = run_review(
-            context.spark(config.spark), config, args.run_id, args.limit, args.out
+            context.spark(config.spark), config, args.run_id, args.limit, args.out, label
         )
     except ValueError as err:
         print(f"candid review: {err}", file=context.err)
         return EXIT_FAILED
-    context.say(f"review page ({shown} images): {path}")
+    if label is None:
+        context.say(f"review page ({shown} images): {path}")
+        return 0
+    context.say(f"labelling page ({shown} sampled rows): {path}")
+    context.say("  next: open it, give each output a verdict, export, then: candid labels "
+                f"import FILE --results {config.results_table}")
     return 0
 
 
@@ -335,11 +347,12 @@ def _print_describe_summary(summary, config: DescribeConfig, context: Context) -
     if summary.registered_prompt:
         say(f"  prompt registered as {summary.registered_prompt}")
     if config.mlflow.enabled:
+        from jobs.commandline.browse import browse_hint
         from jobs.tracking.redaction import redact_text
 
         uri = redact_text(config.mlflow.tracking_uri)
         say(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")
-        say(f"  browse: mlflow ui --backend-store-uri {uri}")
+        say(f"  browse: {browse_hint(config.mlflow.tracking_uri, summary.run_id)}")
     for failure in summary.tracking_failures:
         say(f"  WARNING: {failure}")
 
@@ -357,6 +370,7 @@ _COMMANDS: dict[str, Handler] = {
 }
 
 _COMMANDS.update(EVAL_COMMANDS)
+_COMMANDS.update(LABELS_COMMANDS)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,19 @@ the working directory (run jobs from the repository root, as the Makefile does).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from jobs.overrides import (
+    ConfigError,
+    apply_override,
+    apply_spark_conf,
+    format_validation_error,
+)
 from udfs.settings import (
     BatchSize,
     EngineSettings,
@@ -46,10 +53,6 @@ def project_file(path: str) -> Path:
     if candidate.is_absolute() or candidate.exists():
         return candidate.resolve()
     return (PROJECT_ROOT / candidate).resolve()
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names the field."""
 
 
 class SparkSettings(StrictModel):
@@ -99,6 +102,16 @@ class SparkSettings(StrictModel):
         "runs, with this interpreter. cluster (YARN, Kubernetes): the driver runs on the "
         "cluster, from the archive.",
     )
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_values_as_text(cls, value: Any) -> Any:
+        """YAML and ``--set`` read ``8`` and ``true`` as a number and a boolean; Spark confs
+        are text (``spark.sql.shuffle.partitions: 8`` means "8", a boolean is "true")."""
+        if not isinstance(value, dict):
+            return value
+        return {k: (str(v).lower() if isinstance(v, bool) else str(v))
+                if isinstance(v, (bool, int, float)) else v for k, v in value.items()}
 
 
 class TrackingSettings(StrictModel):
@@ -342,8 +355,12 @@ class IngestConfig(StrictModel):
         return self
 
 
-def load_config(model: type[StrictModel], path: str | Path | None, overrides: list[str] = ()):
-    """Load YAML ``path`` (optional), apply ``key.sub=value`` overrides, validate as ``model``.
+def load_config(
+    model: type[StrictModel], path: str | Path | None, overrides: Sequence[str] = (),
+    spark_conf: Sequence[str] = (),
+):
+    """Load YAML ``path`` (optional), apply ``key.sub=value`` overrides (``apply_override``),
+    then ``KEY=VALUE`` Spark confs (``apply_spark_conf``), and validate as ``model``.
 
     Raises:
         ConfigError: unreadable file, bad override, or validation errors (each names its field).
@@ -359,31 +376,9 @@ def load_config(model: type[StrictModel], path: str | Path | None, overrides: li
         data = loaded
     for item in overrides:
         apply_override(data, item)
+    for item in spark_conf:
+        apply_spark_conf(data, item)
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, path)) from None
-
-
-def apply_override(data: dict[str, Any], item: str) -> None:
-    """Set ``a.b.c=value`` in ``data``; the value is parsed as YAML (numbers, booleans...)."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {item!r} must look like key.sub=value")
-    parts = key.strip().split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {item!r}: {part} is not a mapping")
-        node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-
-
-def format_validation_error(err: ValidationError, path: str | Path | None) -> str:
-    where = f" in {path}" if path else ""
-    lines = [f"invalid configuration{where}:"]
-    for problem in err.errors():
-        field = ".".join(str(p) for p in problem["loc"]) or "(root)"
-        lines.append(f"  {field}: {problem['msg']}")
-    return "\n".join(lines)

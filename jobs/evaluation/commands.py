@@ -15,7 +15,13 @@ import argparse
 
 from pydantic import ConfigDict, Field
 
-from jobs.commandline.commands import Context, Handler, add_config_args, config_from
+from jobs.commandline.commands import (
+    Context,
+    Handler,
+    add_config_args,
+    add_optional_config_args,
+    config_from,
+)
 from jobs.config import ConfigError, SparkSettings, TrackingSettings
 from udfs.evaluation.ab import BootstrapSettings, format_ci
 from udfs.settings import StrictModel
@@ -71,11 +77,7 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_optional_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="a job YAML whose spark and mlflow sections to use "
-                        "(e.g. conf/demo.yaml); default: local Spark, MLflow in build/mlflow")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a field, e.g. --set "
-                        "mlflow.experiment=my-eval")
+    add_optional_config_args(parser, "mlflow.experiment=my-eval")
 
 
 def _cmd_eval(args: argparse.Namespace, context: Context) -> int:

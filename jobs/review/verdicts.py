@@ -8,11 +8,11 @@ so the page keeps its Content-Security-Policy.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from jobs.review.html_text import escape as _e
+from jobs.review.html_text import words
 from udfs.evaluation.ab import PairedVerdict, format_p
 from udfs.evaluation.ab import format_rate as _n
 from udfs.evaluation.stats import RateCI
@@ -90,8 +90,8 @@ def _rates_table(columns: Sequence[RatesColumn], notes: Mapping[str, str], perce
         metrics += [m for m in column.rates if m not in metrics]
     head = "".join(f'<th title="{_e(c.detail)}">{_e(c.label)}</th>' for c in columns)
     body = "".join(
-        f'<tr class="ab-rate" data-metric="{_e(m)}"><td title="{_e(notes.get(m, ""))}">{_e(m)}'
-        f"</td>{''.join(_rate_cell(c.rates.get(m), percent) for c in columns)}</tr>"
+        f'<tr class="ab-rate" data-metric="{_e(m)}"><td title="{_e(notes.get(m, ""))}">'
+        f"{_e(words(m))}</td>{''.join(_rate_cell(c.rates.get(m), percent) for c in columns)}</tr>"
         for m in metrics
     )
     return (f'<table class="ab-rates"><thead><tr><th>rate (95% CI)</th>{head}</tr></thead>'
@@ -122,7 +122,7 @@ def _verdict_row(v: PairedVerdict, notes: Mapping[str, str], higher_is_better: C
                  percent: bool) -> str:
     css = _verdict_class(v, higher_is_better)
     p = format_p(v.mcnemar.p_value) if v.mcnemar is not None else ""
-    cells = [f"{v.candidate} vs {v.baseline}", v.metric, _n(v.rate_a, percent),
+    cells = [f"{v.candidate} vs {v.baseline}", words(v.metric), _n(v.rate_a, percent),
              _n(v.rate_b, percent), _n(v.diff.estimate, percent, True),
              f"{_n(v.diff.low, percent, True)}..{_n(v.diff.high, percent, True)}", p,
              str(v.n_images)]
@@ -138,7 +138,3 @@ def _verdict_class(v: PairedVerdict, higher_is_better: Collection[str]) -> str:
         return ""
     up = v.diff.estimate > 0
     return "verdict-better" if up == (v.metric in higher_is_better) else "verdict-worse"
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
