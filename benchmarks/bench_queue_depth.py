@@ -92,7 +92,7 @@ def run_generate_per_call(engine, images, depth, prompt, sampling) -> Run:
 
 
 def run_streamed(engine, images, depth, prompt, sampling) -> Run:
-    stream = engine.open_stream(prompt, sampling, batch_size=depth)
+    stream = engine.open_stream(prompt, sampling)
     started, outputs, submitted = time.perf_counter(), [], 0
     while len(outputs) < len(images):
         while submitted < len(images) and stream.in_flight < depth:
@@ -173,8 +173,8 @@ def build(args) -> tuple[Any, Any, list[str], list[Any]]:
     images_settings = ImageSettings(max_pixels=200704)
     settings = EngineSettings(
         backend="vllm", model=str(model), model_id="bench/tiny-qwen2-vl", dtype="float32",
-        enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES, max_model_len=2048,
-        max_num_seqs=args.max_num_seqs,
+        vllm={"enforce_eager": True, "kv_cache_memory_bytes": KV_CACHE_BYTES,
+              "max_model_len": 2048, "max_num_seqs": args.max_num_seqs},
     )
     prompt = find_prompt(REPO / "conf" / "prompts", "v2")
     sampling = prompt.sampling.model_copy(update={"max_tokens": args.max_tokens})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import IngestConfig
+from jobs.config import DescribeConfig, IngestConfig, load_config
 from jobs.describe.run import run_describe
 from jobs.describe.start import FingerprintMismatch
 from jobs.tables.delta_io import latest_version, read_table
@@ -84,7 +84,7 @@ def test_an_edited_prompt_is_refused_then_replaced_with_history_kept(spark, desc
 
 def test_a_sampling_override_is_refused(spark, described):
     config, _, _ = described
-    shorter = type(config).model_validate({**config.model_dump(), "sampling": {"max_tokens": 12}})
+    shorter = load_config(DescribeConfig, config.model_dump(), sampling__max_tokens=12)
     with pytest.raises(FingerprintMismatch, match=f"this run's fingerprint is {V2_SHORT}"):
         run_describe(shorter, spark, make_engine=make_fake_engine)
 
