@@ -8,7 +8,7 @@ distinct synthetic thumbnails, the v2 prompt and 96 output tokens. No Spark. Mod
 * ``stream``: the engine loop (``VllmStream``) kept at ``depth`` requests in flight, a new one
   added as each finishes;
 * ``describe (streamed)``: ``udfs.runner.describe.describe_batches`` on the files, in frames of
-  ``batch_size`` rows (the Arrow batch), decoding in its thread pool while the engine works,
+  ``batch_size`` rows (the frames the UDF gets), decoding in its thread pool while the engine works,
   keeping ``max_num_seqs`` (+ headroom) in flight;
 * ``old batch-wise``: what the UDF did before: decode ``batch_size`` images, ``generate`` them,
   then decode the next batch.

@@ -45,7 +45,7 @@ from udfs.engines.vllm_env import prepare_process_env  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "spark_tax.json"
 MAX_NUM_SEQS = 256  # the direct engine's best depth in benchmarks/results/queue_depth.json
-BATCH_SIZE = 64  # rows per Arrow batch in the job, per frame in (a2)
+BATCH_SIZE = 64  # rows per frame into the UDF in the job (batch_size), per frame in (a2)
 
 
 def _settings(model: Path):
