@@ -12,13 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from jobs.config_loader import (
-    ConfigError,
-    apply_override,
-    config_data,
-    format_validation_error,
-    load_config,
-)
+# Configs are built by jobs.config_loader; these two are re-exported as the config's public face.
+from jobs.config_loader import ConfigError, load_config  # noqa: F401
 from udfs.settings import (
     KEEPS_OUTPUT,
     BatchSize,
@@ -34,12 +29,6 @@ DEFAULT_PROMPT_DIR = "conf/prompts"
 DEFAULT_SPARK_PROFILE = "conf/spark/local.yaml"
 DEFAULT_IVY_SETTINGS = "conf/spark/ivysettings.xml"
 DEFAULT_IVY_HOME = "build/ivy"
-# Built from YAML files, mappings and overrides by jobs.config_loader (re-exported here).
-__all__ = [
-    "ConfigError", "DescribeConfig", "IngestConfig", "InputSettings", "PromptRef",
-    "SourceColumnSettings", "SparkSettings", "TrackingSettings", "apply_override", "config_data",
-    "format_validation_error", "load_config",
-]
 # The source checkout (or the folder an editable install points at): conf/ lives here.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

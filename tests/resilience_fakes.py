@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from jobs.config import config_data
+from jobs.config_loader import config_data
 from tests.fakes import FakeEngine
 from udfs.engines.base import Engine, EngineDeadError, Generation
 from udfs.settings import EngineSettings, ImageSettings

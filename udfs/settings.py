@@ -392,12 +392,3 @@ class EngineSettings(StrictModel):
         if self.vllm is None:
             raise ValueError(f"engine.backend is {self.backend!r}: there are no vllm settings")
         return self.vllm
-
-    @property
-    def transformers_settings(self) -> TransformersSettings:
-        """The transformers group (present whenever backend is transformers)."""
-        if self.transformers is None:
-            raise ValueError(
-                f"engine.backend is {self.backend!r}: there are no transformers settings"
-            )
-        return self.transformers
