@@ -8,7 +8,7 @@ distinct synthetic thumbnails, the v2 prompt and 96 output tokens. No Spark. Mod
 * ``stream``: the engine loop (``VllmStream``) kept at ``depth`` requests in flight, a new one
   added as each finishes;
 * ``describe (streamed)``: ``udfs.runner.describe.describe_batches`` on the files, in frames of
-  ``batch_size`` rows (the Arrow batch), decoding in its thread pool while the engine works,
+  ``batch_size`` rows (the frames the UDF gets), decoding in its thread pool while the engine works,
   keeping ``max_num_seqs`` (+ headroom) in flight;
 * ``old batch-wise``: what the UDF did before: decode ``batch_size`` images, ``generate`` them,
   then decode the next batch.
@@ -92,7 +92,7 @@ def run_generate_per_call(engine, images, depth, prompt, sampling) -> Run:
 
 
 def run_streamed(engine, images, depth, prompt, sampling) -> Run:
-    stream = engine.open_stream(prompt, sampling, batch_size=depth)
+    stream = engine.open_stream(prompt, sampling)
     started, outputs, submitted = time.perf_counter(), [], 0
     while len(outputs) < len(images):
         while submitted < len(images) and stream.in_flight < depth:
@@ -173,8 +173,8 @@ def build(args) -> tuple[Any, Any, list[str], list[Any]]:
     images_settings = ImageSettings(max_pixels=200704)
     settings = EngineSettings(
         backend="vllm", model=str(model), model_id="bench/tiny-qwen2-vl", dtype="float32",
-        enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES, max_model_len=2048,
-        max_num_seqs=args.max_num_seqs,
+        vllm={"enforce_eager": True, "kv_cache_memory_bytes": KV_CACHE_BYTES,
+              "max_model_len": 2048, "max_num_seqs": args.max_num_seqs},
     )
     prompt = find_prompt(REPO / "conf" / "prompts", "v2")
     sampling = prompt.sampling.model_copy(update={"max_tokens": args.max_tokens})

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     describe = sub.add_parser("describe", help="describe the input table's images into Delta")
     add_config_args(describe)
     add_replace_arg(describe)
+    describe.add_argument(
+        "--explain", action="store_true",
+        help="print the effective configuration (prompt, sampling, engine, images, feeding, "
+        "fingerprint and its inputs) as YAML and exit; Spark is not started",
+    )
 
     status = sub.add_parser("status", help="done / failed / pending rows, from Delta alone")
     add_config_args(status)
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None, make_engine: Callable | None = None) -> 
     (pickled to the executors); None picks the backend the config names.
     """
     args = build_parser().parse_args(argv)
-    if args.command in PLAIN_COMMANDS:
+    if args.command in PLAIN_COMMANDS or getattr(args, "explain", False):
         return _run_command(args, Context(Reporter(), sys.stdout, sys.stderr))
     with run_log(args.command, args.verbose) as run:
         context = Context(ConsoleReporter(run.out), run.out, run.err, run.path, make_engine)
@@ -208,11 +213,17 @@ def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
 def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args)
     prepare_process_env()
-    from jobs.describe.run import run_describe
     from jobs.tracking.prompt_store import resolve_prompt
 
     # Before Spark starts: a bad prompt fails in a second.
     prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
+    if args.explain:
+        from jobs.describe.explain import explain_text
+
+        context.say(explain_text(config, prompt))
+        return 0
+    from jobs.describe.run import run_describe
+
     summary = run_describe(
         config, context.spark(config.spark), prompt, context.reporter, context.make_engine
     )

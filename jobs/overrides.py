@@ -33,16 +33,21 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         {'spark': {'conf': {'spark.sql.shuffle.partitions': 8}}}
     """
     key, raw = _split_override(item)
-    parts = _key_parts(key, item)
+    set_path(data, _key_parts(key, item), yaml.safe_load(raw) if raw.strip() else None, item)
+
+
+def set_path(data: dict[str, Any], parts: list[str], value: Any, item: str) -> None:
+    """Set ``data[parts[0]][parts[1]]... = value``, making mappings on the way; ``item`` names
+    the override in errors."""
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
-        if child is None:  # `conf:` left empty in a YAML file
+        if child is None:  # `conf:` or `engine.vllm:` left empty in a YAML file
             child = node[part] = {}
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: {part} is not a mapping")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    node[parts[-1]] = value
 
 
 def apply_spark_conf(data: dict[str, Any], item: str) -> None:

@@ -3,7 +3,9 @@ engine per worker, error rows), never model behaviour; the real engines have the
 
 Tests hand a factory to the job (``run_describe(make_engine=make_fake_engine)``); Spark pickles
 it by reference, so executors import this module by name.
-The fake's behaviour is encoded in ``EngineSettings.model`` (a free string for fakes).
+The fake's behaviour is encoded in ``EngineSettings.model`` (a free string for fakes). The
+batch-wise fakes take ``images_per_call`` images per ``generate`` call like any engine without a
+stream: ``engine.transformers.images_per_call``, or ``engine.vllm.max_num_seqs`` under vLLM.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class FakeSteppingStream(SteppingStream):
     The engine records how many requests were in flight at every step."""
 
     def __init__(self, engine: StreamingFakeEngine, prompt, sampling):
-        super().__init__(engine, prompt, sampling, capacity=engine.settings.max_num_seqs)
+        super().__init__(engine, prompt, sampling, capacity=engine.settings.vllm_settings.max_num_seqs)
         self._fake = engine
         self._queue: dict[str, list] = {}  # request id -> [image, steps left]
 
@@ -176,7 +178,7 @@ class StreamingFakeEngine(PoisonEngine):
         self.submitted: list = []
         self.in_flight_at_step: list[tuple[int, int]] = []  # (in flight, submitted so far)
 
-    def open_stream(self, prompt, sampling, batch_size):
+    def open_stream(self, prompt, sampling):
         if self.closed:
             raise EngineDeadError("fake engine was shut down")
         return FakeSteppingStream(self, prompt, sampling)

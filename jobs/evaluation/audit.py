@@ -37,6 +37,7 @@ from udfs.runner.audit import (
     audit_schema_ddl,
     check_probe_template,
 )
+from udfs.runner.spark_udf import in_frames_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,8 +46,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PROBE_PROMPT = "conf/prompts/probes/probe_v1.yaml"
 AUDIT_SUFFIX = "_audit"
-# Rows per Arrow batch into the audit: requests are grouped by question within a batch, so
-# larger batches give the engine larger generate calls.
+# Rows per frame into the audit UDF: requests are grouped by question within a frame, so
+# larger frames give the engine larger generate calls.
 DEFAULT_BATCH_ROWS = 64
 
 
@@ -173,12 +174,12 @@ def _second_pass(spark: SparkSession, sample: DataFrame, task: AuditTask,
     """The probes on the executors; the result is cached so Delta and the rates read it once."""
     from functools import partial
 
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    spark.conf.set(key, str(options.batch_rows))
     partitions = config.partitions or spark.sparkContext.defaultParallelism
     inputs = sample.select("image_id", "path", "description", "structured_json", "json_mode",
                            "controls").repartition(partitions, "image_id")
-    audited = inputs.mapInPandas(partial(audit_partition, task=task), audit_schema_ddl())
+    # Frames of batch_rows rows for this query alone (udfs.runner.spark_udf: not a session conf).
+    audit_fn = in_frames_of(options.batch_rows, partial(audit_partition, task=task))
+    audited = inputs.mapInPandas(audit_fn, audit_schema_ddl())
     audited = audited.cache()
     audited.count()
     return audited

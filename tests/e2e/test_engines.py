@@ -75,7 +75,7 @@ def test_streamed_requests_equal_batch_generate_and_share_the_prompt_prefix(
     sampling = prompt.sampling.model_copy(update={"max_tokens": 24})
     # Mirrored: pixels this engine has not seen, so only the text before the image can be cached.
     images = [ImageOps.mirror(image) for image in prepared_samples]
-    stream = vllm_engine.open_stream(prompt, sampling, batch_size=1)
+    stream = vllm_engine.open_stream(prompt, sampling)
     streamed = {}
     for key, image in enumerate(images):
         stream.submit(key, image)

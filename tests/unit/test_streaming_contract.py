@@ -19,7 +19,7 @@ PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"
 
 
 def _settings(max_num_seqs: int = 4) -> EngineSettings:
-    return EngineSettings(model="fake", max_num_seqs=max_num_seqs)
+    return EngineSettings(model="fake", vllm={"max_num_seqs": max_num_seqs})
 
 
 def _task(max_num_seqs: int = 4, **fields) -> DescribeTask:
@@ -171,7 +171,7 @@ def test_decoded_images_waiting_never_exceed_the_cap(tmp_path):
     task = _task()
     outcomes = feed_frames(
         iter(_frames(paths, [8] * 5)),
-        connect=lambda: builds.get().open_stream(task.prompt, task.sampling, task.batch_size),
+        connect=lambda: builds.get().open_stream(task.prompt, task.sampling),
         reset=builds.reset, load=load, prep_threads=3, max_waiting=5, stats=stats,
     )
     rows = [row for _, frame_rows in outcomes for row in frame_rows]
@@ -214,14 +214,18 @@ def test_stats_add_up_and_match_the_result_rows(tmp_path):
 def test_generate_only_engines_stay_batch_wise_across_frames(tmp_path):
     paths = _write(tmp_path, 7)
     built: list[FakeEngine] = []
+    # A batch-wise backend's own setting sets the images per generate call, not the frames.
+    settings = EngineSettings(backend="transformers", model="fake",
+                              transformers={"images_per_call": 3})
 
     def get() -> FakeEngine:
         if not built:
-            built.append(FakeEngine(_settings(), ImageSettings()))
+            built.append(FakeEngine(settings, ImageSettings()))
         return built[0]
 
     frames = _frames(paths, [2, 2, 2, 1])
-    out = pd.concat(describe_batches(iter(frames), _task(batch_size=3), get))
+    task = _task().model_copy(update={"engine": settings, "batch_size": 5})
+    out = pd.concat(describe_batches(iter(frames), task, get))
     assert built[0].batch_sizes == [3, 3, 1]
     assert list(out["image_id"]) == [f"img_{i}" for i in range(7)]
     assert out["cached_prompt_tokens"].isna().all()  # this engine cannot say

@@ -117,14 +117,22 @@ class Engine(ABC):
     def shutdown(self) -> None:
         """Release the model and its memory. Idempotent."""
 
-    def open_stream(
-        self, prompt: PromptSpec, sampling: SamplingSettings, batch_size: int
-    ) -> RequestStream | None:
+    def open_stream(self, prompt: PromptSpec, sampling: SamplingSettings) -> RequestStream | None:
         """A stream of requests for one prompt, for engines that add requests to a running
         batch (vLLM). The default, None, means batch-wise only: callers use
-        ``udfs.engines.stream.open_stream``, which then runs ``generate`` on ``batch_size``
-        requests at a time."""
+        ``udfs.engines.stream.open_stream``, which then runs ``generate`` on
+        ``images_per_call`` requests at a time."""
         return None
+
+    @property
+    def images_per_call(self) -> int:
+        """Images per ``generate`` call when the engine is fed batch-wise (no stream of its own):
+        the selected backend's own setting, ``engine.transformers.images_per_call``; for a
+        vLLM-backed engine without a stream (a test fake), what vLLM would schedule at once,
+        ``engine.vllm.max_num_seqs``."""
+        if self.settings.transformers is not None:
+            return self.settings.transformers.images_per_call
+        return self.settings.vllm_settings.max_num_seqs
 
 
 def generate_isolating_failures(

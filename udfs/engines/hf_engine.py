@@ -3,6 +3,8 @@
 It renders the same chat text and feeds the same pixels as the vLLM engine; with float32 and
 greedy decoding both give the same token ids. It generates one image at a time: batched
 generation pads prompts, which changes float results slightly and would break that equality.
+It has no stream of its own: the feeder hands it ``engine.transformers.images_per_call`` images
+per ``generate`` call (``udfs.engines.stream.BatchedStream``).
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ idles in the tail of a batch. Every submitted key comes back from ``poll`` exact
 raised, and then every request still in flight is lost and must be resubmitted to a new engine.
 
 ``BatchedStream`` adapts engines that can only ``generate`` a whole batch (transformers, the
-test fakes): it collects ``batch_size`` requests, generates them together, and isolates a
-failing request by bisection (``generate_isolating_failures``). ``SteppingStream`` is the base
-for engines with their own continuous-batching loop (vLLM): it owns the per-request contract
-(rejections, a step that breaks, aborts) so that a backend only adds, steps and aborts.
+test fakes): it collects the engine's ``images_per_call`` requests, generates them together,
+and isolates a failing request by bisection (``generate_isolating_failures``).
+``SteppingStream`` is the base for engines with their own continuous-batching loop (vLLM): it
+owns the per-request contract (rejections, a step that breaks, aborts) so that a backend only
+adds, steps and aborts.
 """
 
 from __future__ import annotations
@@ -42,25 +43,27 @@ logger = logging.getLogger(__name__)
 _stream_ids = itertools.count()
 
 
-def open_stream(
-    engine: Engine, prompt: PromptSpec, sampling: SamplingSettings, batch_size: int
-) -> RequestStream:
+def open_stream(engine: Engine, prompt: PromptSpec, sampling: SamplingSettings) -> RequestStream:
     """The engine's own stream if it has one (vLLM), else a ``BatchedStream`` over its
-    ``generate`` with ``batch_size`` requests per call."""
-    own = engine.open_stream(prompt, sampling, batch_size)
-    return own if own is not None else BatchedStream(engine, prompt, sampling, batch_size)
+    ``generate`` with ``engine.images_per_call`` requests per call."""
+    own = engine.open_stream(prompt, sampling)
+    if own is not None:
+        return own
+    return BatchedStream(engine, prompt, sampling, engine.images_per_call)
 
 
 class BatchedStream(RequestStream):
     """Batch-wise stream for engines that only implement ``generate``: ``poll`` generates every
-    request submitted since the last poll (at most ``batch_size``, the feeder's ``depth``)."""
+    request submitted since the last poll (at most ``images_per_call``, the feeder's
+    ``depth``)."""
 
     def __init__(
-        self, engine: Engine, prompt: PromptSpec, sampling: SamplingSettings, batch_size: int
+        self, engine: Engine, prompt: PromptSpec, sampling: SamplingSettings,
+        images_per_call: int,
     ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.capacity = self.depth = batch_size
+        if images_per_call < 1:
+            raise ValueError(f"images_per_call must be at least 1, got {images_per_call}")
+        self.capacity = self.depth = images_per_call
         self._engine, self._prompt, self._sampling = engine, prompt, sampling
         self._pending: list[tuple[int, Any]] = []
 

@@ -173,7 +173,7 @@ def _checked(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def _open_stream(engine: Engine, task: DescribeTask) -> RequestStream:
-    return open_stream(engine, task.prompt, task.sampling, task.batch_size)
+    return open_stream(engine, task.prompt, task.sampling)
 
 
 def _result_frame(frame: pd.DataFrame, rows: list[RowOutcome], task: DescribeTask) -> pd.DataFrame:

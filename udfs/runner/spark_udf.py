@@ -1,7 +1,14 @@
 """The thin adapter between Spark's ``mapInPandas`` and ``udfs.runner.describe``.
 
-Per Python worker: pin the task's GPU (before CUDA is touched), then describe batches with the
-worker's cached engine. All settings arrive in the ``DescribeTask`` argument.
+Per Python worker: pin the task's GPU (before CUDA is touched), re-batch Spark's Arrow batches
+into frames of the task's ``batch_size`` rows, then describe them with the worker's cached
+engine. All settings arrive in the ``DescribeTask`` argument.
+
+Why re-batch here rather than set ``spark.sql.execution.arrow.maxRecordsPerBatch``: Spark reads
+that conf on the driver when the query's ``MapInBatchExec.doExecute`` runs, from the session's
+one shared ``SQLConf``. Two chunk jobs on two driver threads of one session would race on it, and
+a value left set leaks into every later query of the session. Frames cut here belong to this
+query alone, whatever the session says.
 
 ``on_stats`` (optional) receives each partition's ``FeedStats`` in the executor when the
 partition is done; it is pickled with the function, so it must be picklable, e.g. a lambda that
@@ -10,7 +17,7 @@ adds ``stats.to_dict()`` to a Spark accumulator the driver reads after the actio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
 import pandas as pd
@@ -19,14 +26,56 @@ from udfs.engines import cache
 from udfs.engines.gpu import pin_task_gpus
 from udfs.runner.describe import DescribeTask, StatsCallback, describe_batches
 
+PartitionFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
+
+
+def frames_of(batches: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
+    """The rows of ``batches``, in order, as frames of exactly ``rows`` rows (the last one may
+    be shorter; empty input frames vanish). Index reset, columns as given."""
+    if rows < 1:
+        raise ValueError(f"rows per frame must be at least 1, got {rows}")
+    held: list[pd.DataFrame] = []
+    count = 0
+    for batch in batches:
+        start = 0
+        while start < len(batch):
+            piece = batch.iloc[start:start + rows - count]
+            held.append(piece)
+            count += len(piece)
+            start += len(piece)
+            if count == rows:
+                yield _joined(held)
+                held, count = [], 0
+    if held:
+        yield _joined(held)
+
+
+def _joined(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+    frame = pieces[0] if len(pieces) == 1 else pd.concat(pieces)
+    return frame.reset_index(drop=True)
+
+
+def in_frames_of(rows: int, fn: PartitionFn) -> PartitionFn:
+    """``fn`` as a ``mapInPandas`` function that receives frames of ``rows`` rows
+    (``frames_of``), for this query only. ``fn`` must be picklable (a module-level function or
+    a ``partial`` of one)."""
+    return partial(_call_in_frames, fn=fn, rows=rows)
+
+
+def _call_in_frames(
+    batches: Iterator[pd.DataFrame], fn: PartitionFn, rows: int
+) -> Iterator[pd.DataFrame]:
+    yield from fn(frames_of(batches, rows))
+
 
 def describe_partition(
     batches: Iterator[pd.DataFrame], task: DescribeTask, on_stats: StatsCallback | None = None
 ) -> Iterator[pd.DataFrame]:
-    """``mapInPandas`` function: one result row per input row."""
+    """``mapInPandas`` function: one result row per input row, in frames of ``task.batch_size``
+    rows."""
     pin_task_gpus()
     yield from describe_batches(
-        batches,
+        frames_of(batches, task.batch_size),
         task,
         get_engine=lambda: cache.get_engine(task.engine, task.images, task.make_engine),
         reset_engine=lambda: cache.discard_engine(task.engine, task.images, task.make_engine),
@@ -34,9 +83,7 @@ def describe_partition(
     )
 
 
-def make_describe_fn(
-    task: DescribeTask, on_stats: StatsCallback | None = None
-) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+def make_describe_fn(task: DescribeTask, on_stats: StatsCallback | None = None) -> PartitionFn:
     """Bind ``task`` (and ``on_stats``) so the function can be handed to ``mapInPandas``."""
     return partial(describe_partition, task=task, on_stats=on_stats)
 
