@@ -18,7 +18,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from udfs.prompts import PromptSpec
-from udfs.settings import EngineSettings, ImageSettings, SamplingSettings, changes_output
+from udfs.settings import (
+    LOCAL_REVISION_PREFIX,
+    EngineSettings,
+    ImageSettings,
+    SamplingSettings,
+    changes_output,
+)
 
 # Part of the hashed payload. Changing the payload's layout changes every fingerprint, and every
 # stored row would then look stale: bump this only together with a note on how to migrate
@@ -43,12 +49,20 @@ def output_settings(settings: BaseModel) -> dict[str, Any]:
 def fingerprint_inputs(
     prompt: PromptSpec, sampling: SamplingSettings, engine: EngineSettings, images: ImageSettings
 ) -> dict[str, Any]:
-    """Everything the fingerprint covers, as plain JSON-able data (logged with each run)."""
+    """Everything the fingerprint covers, as plain JSON-able data (logged with each run).
+
+    A local model folder is named by its content (``revision`` = ``local-<hash>``), not by where
+    it lies: copying the weights to another volume (``/dbfs/...`` to a node's local disk) must
+    not make every stored row look stale. A hub model keeps its id: it is what names the weights.
+    """
+    engine_settings = output_settings(engine)
+    if (engine.revision or "").startswith(LOCAL_REVISION_PREFIX):
+        engine_settings.pop("model", None)
     return {
         "layout": FINGERPRINT_LAYOUT,
         "prompt": {"messages": prompt.messages(), "output": prompt.output.model_dump(mode="json")},
         "sampling": output_settings(sampling),
-        "engine": output_settings(engine),
+        "engine": engine_settings,
         "images": output_settings(images),
     }
 

@@ -143,3 +143,17 @@ def test_the_unselected_backend_is_not_part_of_the_fingerprint():
         _config("engine.backend=transformers").engine, _config().images,
     )
     assert "vllm" not in inputs["engine"] and inputs["engine"]["transformers"] == {}
+
+
+def test_a_local_model_is_named_by_its_content_not_by_where_it_lies():
+    # The same weights copied to another volume (a revision computed from the files) keep the
+    # fingerprint; other weights at the same path, or another hub id, move it.
+    def fingerprint(model: str, revision: str | None) -> str:
+        overrides = [f"engine.model={model}"] + ([f"engine.revision={revision}"] if revision else [])
+        return _fingerprint(*overrides)
+
+    on_dbfs = fingerprint("/dbfs/models/qwen", "local-0123456789abcdef")
+    assert fingerprint("/local_disk0/qwen", "local-0123456789abcdef") == on_dbfs
+    assert fingerprint("/dbfs/models/qwen", "local-fedcba9876543210") != on_dbfs
+    assert fingerprint("Qwen/Qwen2-VL-7B-Instruct", "a1b2c3") != fingerprint(
+        "Qwen/Qwen2-VL-2B-Instruct", "a1b2c3")
