@@ -11,9 +11,10 @@ rates live, its real coverage was measured at 62-85 % for a nominal 95 %. The me
 - ``ratio_interval``: a rate over units nested in images (hallucinated mentions per judged
   mention). The mentions of one description are not independent, so the ratio estimator's
   variance is the cluster-robust (linearised, delta-method) one over images; it gives a design
-  effect, and the interval is Clopper-Pearson at the effective sample size
-  (Korn and Graubard 1998). With no event at all there is no variance to measure: the images
-  are then taken as the independent units, which is right whatever the correlation inside one.
+  effect, and the interval is Clopper-Pearson at the effective sample size, shrunk for a
+  variance estimated from few images (Korn and Graubard 1998). With no event at all there is
+  no variance to measure: the images are then the independent units, which is right whatever
+  the correlation inside one.
 - ``paired_share_difference``: B's rate minus A's on the same images, yes/no per image:
   Newcombe's hybrid score interval for paired proportions (1998, method 10).
 - ``paired_ratio_difference``: the same for ratio rates: the square-and-add recipe Newcombe's
@@ -59,7 +60,8 @@ class RateCI:
         method: which method made the interval (one of the names above).
         n_items: images the rate is over (the independent units).
         events: the numerator's total (e.g. 0 flagged images, 3 hallucinated mentions);
-            for a difference, the discordant images ``b + c`` where that applies, else 0.
+            for a paired yes/no difference the discordant images ``b + c``, for a paired
+            ratio difference both versions' events.
         total: the denominator's total (images, or judged mentions).
     """
 
@@ -106,7 +108,7 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
-# --- the beta distribution, for Clopper-Pearson ------------------------------------------------
+# --- the beta distribution, for Clopper-Pearson -----------------------------------------------
 def _beta_fraction(a: float, b: float, x: float) -> float:
     """The continued fraction of I_x(a, b) (modified Lentz), valid for x < (a+1)/(a+b+2)."""
     tiny = 1e-300
@@ -153,6 +155,26 @@ def beta_quantile(q: float, a: float, b: float) -> float:
     return (low + high) / 2
 
 
+def t_quantile(q: float, df: float) -> float:
+    """The ``q`` quantile (q > 1/2) of Student's t with ``df`` degrees of freedom, from
+    P(|T| > t) = I_{df/(df+t^2)}(df/2, 1/2), by bisection.
+
+    Example:
+        >>> round(t_quantile(0.975, 9), 3)
+        2.262
+    """
+    if not 0.5 < q < 1 or df <= 0:
+        raise ValueError(f"need 1/2 < q < 1 and df > 0, got q={q}, df={df}")
+    low, high = 0.0, 1.0
+    while 1 - beta_cdf(df / (df + high * high), df / 2, 0.5) / 2 < q:
+        high *= 2
+    for _ in range(_BISECT_STEPS):
+        mid = (low + high) / 2
+        below = 1 - beta_cdf(df / (df + mid * mid), df / 2, 0.5) / 2 < q
+        low, high = (mid, high) if below else (low, mid)
+    return (low + high) / 2
+
+
 def clopper_pearson(events: float, n: float, confidence: float = DEFAULT_CONFIDENCE
                     ) -> tuple[float, float]:
     """The exact (Clopper-Pearson) bounds for ``events`` of ``n``; both may be fractional
@@ -191,7 +213,7 @@ def wilson(events: float, n: float, confidence: float = DEFAULT_CONFIDENCE
     return low, 1.0 if events == n else min(1.0, centre + half)
 
 
-# --- one rate ------------------------------------------------------------------------------------
+# --- one rate ---------------------------------------------------------------------------------
 def share_interval(events: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> RateCI:
     """``events`` of ``n`` images (a yes/no rate per image), Clopper-Pearson.
 
@@ -227,14 +249,16 @@ def _linearised(num: Sequence[float], den: Sequence[float]) -> tuple[float, list
     return rate, [(x - rate * m) / total for x, m in zip(num, den, strict=True)]
 
 
-def _effective_n(num: Sequence[float], den: Sequence[float]) -> tuple[float, float]:
-    """(rate, effective sample size) of a ratio of sums over images (Korn-Graubard).
+def _effective_n(num: Sequence[float], den: Sequence[float], confidence: float
+                 ) -> tuple[float, float]:
+    """(rate, effective sample size) of a ratio of sums over images (Korn and Graubard 1998).
 
     The design effect is the cluster-robust variance over the binomial one; it is not let
-    below 1 (n* <= total units). With no event (or all events) there is no variance to
-    measure, and the images with units are the effective sample: valid whatever the
-    correlation inside an image (all-zero data is likeliest when an image's units are all
-    alike, and then an image is one trial).
+    below 1 (n* <= total units), and n* is shrunk by (z / t_{images-1})^2, Korn and
+    Graubard's allowance for a variance estimated from few images. With no event (or all
+    events) there is no variance to measure: the images with units are then the effective
+    sample, valid whatever the correlation inside an image (all-zero data is likeliest when
+    an image's units are all alike, and then an image is one trial).
     """
     rate, z = _linearised(num, den)
     images = sum(1 for m in den if m > 0)
@@ -242,9 +266,9 @@ def _effective_n(num: Sequence[float], den: Sequence[float]) -> tuple[float, flo
     if rate in (0.0, 1.0) or images < 2:
         return rate, float(max(1, images))
     variance = images / (images - 1) * sum(v * v for v in z)
-    if variance <= 0:
-        return rate, total
-    return rate, min(total, max(1.0, rate * (1 - rate) / variance))
+    n_eff = total if variance <= 0 else min(total, max(1.0, rate * (1 - rate) / variance))
+    tail = 1 - (1 - confidence) / 2
+    return rate, max(1.0, n_eff * (z_value(confidence) / t_quantile(tail, images - 1)) ** 2)
 
 
 def ratio_interval(numerators: Sequence[float], denominators: Sequence[float],
@@ -260,12 +284,12 @@ def ratio_interval(numerators: Sequence[float], denominators: Sequence[float],
         (0.0, 0.0, 0.71, 3, 8.0)
     """
     num, den = _checked(numerators, denominators)
-    rate, n_eff = _effective_n(num, den)
+    rate, n_eff = _effective_n(num, den, confidence)
     low, high = clopper_pearson(rate * n_eff, n_eff, confidence)
     return RateCI(rate, low, high, confidence, CLUSTER_RATIO, len(num), sum(num), sum(den))
 
 
-# --- two versions on the same images --------------------------------------------------------------
+# --- two versions on the same images ----------------------------------------------------------
 def _square_and_add(diff: float, a: tuple[float, float, float], b: tuple[float, float, float],
                     rho: float) -> tuple[float, float]:
     """MOVER bounds of ``rate_b - rate_a`` from each rate's (estimate, low, high) and their
@@ -349,11 +373,11 @@ def paired_ratio_difference(
     diff = rb.estimate - ra.estimate
     low, high = _square_and_add(diff, (ra.estimate, ra.low, ra.high),
                                 (rb.estimate, rb.low, rb.high), rho)
-    return RateCI(diff, low, high, confidence, MOVER_PAIRED_RATIO, len(numerators_a), 0.0,
-                  float(len(numerators_a)))
+    return RateCI(diff, low, high, confidence, MOVER_PAIRED_RATIO, len(numerators_a),
+                  ra.events + rb.events, float(len(numerators_a)))
 
 
-# --- McNemar ---------------------------------------------------------------------------------------
+# --- McNemar ----------------------------------------------------------------------------------
 def _binomial_half_pmf(k: int, n: int) -> float:
     """P(X = k) for X ~ Binomial(n, 1/2), in log space (no overflow at large n)."""
     return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
