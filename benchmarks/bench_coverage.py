@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -74,7 +74,7 @@ CONSERVATIVE = {"per_image_rate": "Clopper-Pearson: exact, coverage >= 95% at ev
 Draw = Callable[[np.random.Generator, int, float], tuple[RateCI | None, float]]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _share(k: int, n: int) -> RateCI:
     """The product's interval for k of n (the same arguments give the same interval, so a
     cache only saves time)."""
