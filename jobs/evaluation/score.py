@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import TrackingSettings
+from jobs.config import TrackingSettings, project_file
 from jobs.evaluation.dataset import TRUTH_COLUMN
 from jobs.review.page import PromptColumn, review_rows_from_records, write_review_page
 from jobs.review.verdicts import GROUNDING_METRIC_NOTES, RatesColumn, render_ab_section
@@ -123,7 +123,7 @@ def claim_declarations(records: list[dict[str, Any]], prompt_dir: str) -> dict[s
     declared = {}
     for name, version in sorted({(r["prompt_name"], r["prompt_version"]) for r in records}):
         try:
-            spec = find_prompt(prompt_dir, version, name)
+            spec = find_prompt(project_file(prompt_dir), version, name)
         except (OSError, ValueError):
             continue
         if spec.output.mode == "json":
@@ -261,16 +261,28 @@ def separation_lines(group: GroupScores) -> list[str]:
     """How well each confidence column separates hallucinated rows, beside the guardrails."""
     if not group.separation:
         return []
-    parts = [f"{column} AUROC {format_ci(ci)}" if ci is not None
-             else f"{column} AUROC n/a (needs rows with and without a hallucination)"
-             for column, ci in group.separation.items()]
+    parts = [f"{column} AUROC {format_auroc(ci)}" for column, ci in group.separation.items()]
     agreement = group.guardrails
     if agreement is not None:
         for name in ("precision", "recall"):
             ci = getattr(agreement, name)
-            parts.append(f"guardrails {name} {format_ci(ci)}" if ci is not None
-                         else f"guardrails {name} n/a")
+            parts.append(f"guardrails {name} {format_ci(ci) if ci is not None else 'n/a'}")
     return [f"    {group.label} confidence vs hallucination: " + "; ".join(parts)]
+
+
+def format_auroc(ci: RateCI | None) -> str:
+    """``0.81 (12 hallucinated, 88 grounded rows; 95% CI 0.70..0.90)``, or why there is none.
+
+    Example:
+        >>> from udfs.evaluation.separation import auroc_interval
+        >>> format_auroc(auroc_interval([0.9, 0.2, 0.4], [True, False, False]))
+        '1.00 (1 hallucinated, 2 grounded rows; 95% CI 0.03..1.00)'
+    """
+    if ci is None:
+        return "n/a (needs rows with and without a hallucination)"
+    positives = int(ci.events)
+    return (f"{ci.estimate:.2f} ({positives} hallucinated, {ci.n_items - positives} grounded "
+            f"rows; {ci.confidence:.0%} CI {ci.low:.2f}..{ci.high:.2f})")
 
 
 def next_version_power(report: ScoreReport

@@ -74,9 +74,15 @@ def connor_images(delta: float, discordance: float, alpha: float = DEFAULT_ALPHA
 
 def independent_discordance(rate: float, delta: float) -> float:
     """The discordance of two independent versions with rates ``rate`` and ``rate +- delta``
-    (towards 1/2, where it is the larger)."""
+    (towards 1/2, where it is the larger). It is never below ``delta`` (it exceeds it by
+    ``2 p (1 - q)``); the floor only absorbs rounding.
+
+    Example:
+        >>> independent_discordance(0.0, 0.1), round(independent_discordance(0.1, 0.05), 6)
+        (0.1, 0.22)
+    """
     other = rate + delta if rate <= 0.5 else rate - delta
-    return rate * (1 - other) + other * (1 - rate)
+    return max(delta, rate * (1 - other) + other * (1 - rate))
 
 
 def _possible(rate: float, delta: float) -> bool:
