@@ -5,8 +5,8 @@ text with (numbers, clause cuts, negation and uncertainty cues).
 Vocabulary. Every word is matched case-insensitively as a whole word, in singular and plural
 (``leaf``/``leaves``); multi-word forms also match with a hyphen (``lamp-shade``), and the longest
 form wins (``desk lamp`` is a lamp, not a desk). ``OBJECT_SYNONYMS`` and ``FEATURE_SYNONYMS`` map
-surface words to the items of ``udfs.evaluation.scenes`` (object types and their parts);
-``COLOR_SYNONYMS`` maps colour words to ``udfs.evaluation.scenes.PALETTE`` names. Words left out on
+surface words to the items of ``udfs.evaluation.scene_objects`` (object types and their
+parts); ``COLOR_SYNONYMS`` maps colour words to its ``PALETTE`` names. Words left out on
 purpose: ``light`` (a colour shade or a lamp), ``seat``, ``back`` and ``arm`` (parts of too many
 things), ``plant`` (not always a flower), ``rose`` (a flower or a colour), ``shade of`` (a tone,
 not a lampshade).
@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-# Object types (udfs.evaluation.scenes.SUBJECT_TYPES): generic and everyday names the models use
-# for them.
+# Object types (udfs.evaluation.scene_objects.SUBJECT_TYPES): generic and everyday names the
+# models use for them.
 OBJECT_SYNONYMS: dict[str, tuple[str, ...]] = {
     "table": ("table", "desk", "tabletop", "workbench", "coffee table", "dining table"),
     "chair": ("chair", "armchair", "stool", "rocking chair", "office chair"),
@@ -29,7 +29,7 @@ OBJECT_SYNONYMS: dict[str, tuple[str, ...]] = {
     "mug": ("mug", "cup", "teacup", "tea cup", "coffee cup", "coffee mug", "tumbler"),
     "lamp": ("lamp", "desk lamp", "table lamp", "floor lamp", "lampstand", "lantern"),
 }
-# Parts and features drawn on some subjects (udfs.evaluation.scenes.ALL_FEATURES).
+# Parts and features drawn on some subjects (udfs.evaluation.scene_objects.ALL_FEATURES).
 FEATURE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "leg": ("leg", "table leg", "chair leg"),
     "drawer": ("drawer",),
@@ -52,8 +52,8 @@ FEATURE_SYNONYMS: dict[str, tuple[str, ...]] = {
     "bulb": ("bulb", "lightbulb", "light bulb"),
     "cord": ("cord", "cable", "wire", "power cord"),
 }
-# Colour words -> palette names (udfs.evaluation.scenes.PALETTE). "-ish" forms are listed, not
-# derived.
+# Colour words -> palette names (udfs.evaluation.scene_objects.PALETTE). "-ish" forms are
+# listed, not derived.
 COLOR_SYNONYMS: dict[str, tuple[str, ...]] = {
     "red": ("red", "reddish", "crimson", "scarlet", "maroon", "burgundy", "ruby", "cherry"),
     "orange": ("orange", "orangish", "orangey", "amber", "tangerine"),
