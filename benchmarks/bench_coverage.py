@@ -68,8 +68,11 @@ PAIR_CORRELATION = 0.5
 MENTION_ICC = 0.3
 MENTIONS = (1, 6)
 TRUE_AUROC = 0.75
-# Methods whose bounds are exact (Clopper-Pearson): coverage >= nominal by construction.
-CONSERVATIVE = {"per_image_rate": "Clopper-Pearson: exact, coverage >= 95% at every n and p"}
+# Methods conservative by design, and why.
+CONSERVATIVE = {
+    "per_image_rate": "exact (Clopper-Pearson): coverage >= 95% at every n and p",
+    "auroc": "the larger of two variance estimates (DeLong, Hanley-McNeil)",
+}
 
 Draw = Callable[[np.random.Generator, int, float], tuple[RateCI | None, float]]
 
@@ -200,7 +203,7 @@ def verdict(point: dict[str, Any]) -> str:
     if coverage > BAND[1] and point.get("band_reachable") is False:
         return "above: no interval can reach the band at this n, p (discrete data)"
     if coverage > BAND[1] and point["method"] in CONSERVATIVE:
-        return "above: conservative by design (exact)"
+        return f"above: conservative by design ({CONSERVATIVE[point['method']]})"
     if coverage > BAND[1]:
         return (f"above: conservative where events are few (at most one event in "
                 f"{point['at_most_one_event']:.0%} of data sets)")
@@ -258,7 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--table-from", metavar="JSON", help="print the table of a results "
+                        "file (verdicts recomputed) instead of simulating")
     args = parser.parse_args(argv)
+    if args.table_from:
+        result = json.loads(Path(args.table_from).read_text(encoding="utf-8"))
+        for point in result["points"]:
+            point["verdict"] = verdict(point)
+        Path(args.table_from).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        print(markdown(result))
+        return 0
     result = run(args.sets, args.seed, args.methods.split(","))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

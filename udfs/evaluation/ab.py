@@ -137,7 +137,8 @@ class PairedVerdict:
         text = (f"{self.metric} {f(self.rate_a)} -> {f(self.rate_b)}, diff {f(ci.estimate, True)} "
                 f"({ci.confidence:.0%} CI {f(ci.low, True)}..{f(ci.high, True)})")
         if self.mcnemar is not None:
-            return (f"{text}, McNemar exact p={format_p(self.mcnemar.p_value)} "
+            p = format_p(self.mcnemar.p_value)
+            return (f"{text}, McNemar exact p{'' if p.startswith('<') else '='}{p} "
                     f"(b={self.mcnemar.b}, c={self.mcnemar.c}; {self.n_images} images)")
         return (f"{text} ({self.n_images} images; {self.units_a:g} and {self.units_b:g} "
                 f"{self.units})")
