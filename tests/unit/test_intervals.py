@@ -13,8 +13,8 @@ import pytest
 from scipy import stats
 
 from udfs.evaluation import intervals
+from udfs.evaluation.distributions import beta_quantile, t_quantile
 from udfs.evaluation.intervals import (
-    beta_quantile,
     clopper_pearson,
     mcnemar,
     mcnemar_counts,
@@ -22,7 +22,6 @@ from udfs.evaluation.intervals import (
     paired_share_difference,
     ratio_interval,
     share_interval,
-    t_quantile,
     wilson,
 )
 

@@ -24,8 +24,8 @@ rates live, its real coverage was measured at 62-85 % for a nominal 95 %. The me
   chi-square approximation (at b=5, c=21 it is 31 % off the exact p). ``mid_p`` is offered and
   documented, not used by the product.
 
-No scipy: the beta quantile is a bisection on the regularised incomplete beta function
-(its continued fraction, DLMF 8.17.22). Tests hold every method against scipy.
+No scipy: the beta and t quantiles are in ``udfs.evaluation.distributions``. Tests hold every
+method against scipy.
 """
 
 from __future__ import annotations
@@ -35,17 +35,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from udfs.evaluation.distributions import beta_quantile, t_quantile
+
 DEFAULT_CONFIDENCE = 0.95
 # Method names, as RateCI.method and docs/EVAL.md's coverage table say them.
 CLOPPER_PEARSON = "clopper_pearson"
 CLUSTER_RATIO = "cluster_ratio"
 NEWCOMBE_PAIRED = "newcombe_paired"
 MOVER_PAIRED_RATIO = "mover_paired_ratio"
-# Continued fraction of the incomplete beta: terms until the relative change is below _EPS.
-_EPS = 1e-14
-_MAX_TERMS = 10_000
-# Bisection steps for a quantile in [0, 1]: 2^-60 is far below any printed digit.
-_BISECT_STEPS = 60
 
 
 @dataclass(frozen=True)
@@ -106,73 +103,6 @@ def z_value(confidence: float) -> float:
 def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-
-
-# --- the beta distribution, for Clopper-Pearson -----------------------------------------------
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of I_x(a, b) (modified Lentz), valid for x < (a+1)/(a+b+2)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, _MAX_TERMS):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1 + numerator * d
-            d = 1 / (d if abs(d) > tiny else tiny)
-            c = 1 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1) < _EPS:
-            return h
-    raise ArithmeticError(f"incomplete beta did not converge for a={a}, b={b}, x={x}")
-
-
-def beta_cdf(x: float, a: float, b: float) -> float:
-    """The regularised incomplete beta I_x(a, b): the Beta(a, b) distribution at ``x``.
-
-    Example:
-        >>> round(beta_cdf(0.5, 2, 2), 12)
-        0.5
-    """
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1) / (a + b + 2):
-        return math.exp(log_front) * _beta_fraction(a, b, x) / a
-    return 1 - math.exp(log_front) * _beta_fraction(b, a, 1 - x) / b
-
-
-def beta_quantile(q: float, a: float, b: float) -> float:
-    """The ``q`` quantile of Beta(a, b), by bisection (the cdf is increasing)."""
-    low, high = 0.0, 1.0
-    for _ in range(_BISECT_STEPS):
-        mid = (low + high) / 2
-        low, high = (mid, high) if beta_cdf(mid, a, b) < q else (low, mid)
-    return (low + high) / 2
-
-
-def t_quantile(q: float, df: float) -> float:
-    """The ``q`` quantile (q > 1/2) of Student's t with ``df`` degrees of freedom, from
-    P(|T| > t) = I_{df/(df+t^2)}(df/2, 1/2), by bisection.
-
-    Example:
-        >>> round(t_quantile(0.975, 9), 3)
-        2.262
-    """
-    if not 0.5 < q < 1 or df <= 0:
-        raise ValueError(f"need 1/2 < q < 1 and df > 0, got q={q}, df={df}")
-    low, high = 0.0, 1.0
-    while 1 - beta_cdf(df / (df + high * high), df / 2, 0.5) / 2 < q:
-        high *= 2
-    for _ in range(_BISECT_STEPS):
-        mid = (low + high) / 2
-        below = 1 - beta_cdf(df / (df + mid * mid), df / 2, 0.5) / 2 < q
-        low, high = (mid, high) if below else (low, mid)
-    return (low + high) / 2
 
 
 def clopper_pearson(events: float, n: float, confidence: float = DEFAULT_CONFIDENCE
