@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 
 # Before numpy is imported, as in a Spark Python worker (Spark sets OMP_NUM_THREADS=1): left
-# alone, OpenBLAS (the BLAS dot in udfs.images.prepare.laplacian_variance) keeps threads spinning
+# alone, OpenBLAS (the BLAS dot in udfs.images.pixels.laplacian_variance) keeps threads spinning
 # after each call, which here took the engine's core and slowed its steps by a third.
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")

@@ -9,7 +9,6 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from jobs.commandline.commands import (
     Context,
@@ -20,12 +19,14 @@ from jobs.commandline.commands import (
 )
 from jobs.commandline.console import ConsoleReporter, Reporter, run_log
 from jobs.config import ConfigError, DescribeConfig, IngestConfig
-from jobs.evaluation.commands import EVAL_COMMANDS, add_eval_commands
+from jobs.evaluation.commands import (
+    EVAL_COMMANDS,
+    add_detect_arg,
+    add_eval_commands,
+    check_detect,
+)
 from jobs.labels.commands import LABELS_COMMANDS, add_labels_commands
 from udfs.engines.vllm_env import prepare_process_env
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("candid.cli")
 # "ValueError: ...", "pyspark.errors.SomethingException: ..." in a worker's traceback text.
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--sample", type=int, default=200, help="about this many images")
     compare.add_argument("--out", default="build/compare", help="folder for tables and the page")
     compare.add_argument("--seed", type=int, default=0, help="sample seed")
+    add_detect_arg(compare)
     add_replace_arg(compare)
 
     plan = sub.add_parser(
@@ -253,22 +255,24 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
     versions = [v.strip() for v in args.prompts.split(",") if v.strip()]
     if len(versions) < 2 or args.sample < 1:
         raise ConfigError("--prompts needs at least two versions and --sample at least 1")
+    check_detect(args.detect)
     prepare_process_env()
     from jobs.evaluation.compare import ab_lines, run_compare
     from jobs.tracking.prompt_store import resolve_version
+    from udfs.evaluation.ab import IntervalSettings
 
     for version in versions:  # every prompt checked before Spark starts
         resolve_version(config.prompt, version, config.mlflow.tracking_uri)
     summary = run_compare(
         config, versions, args.sample, args.out, context.spark(config.spark), args.seed,
-        context.reporter, context.make_engine,
+        context.reporter, context.make_engine, IntervalSettings(detect=args.detect),
     )
     context.say(f"compared {', '.join(versions)} on {summary.sample_rows} sampled images")
     for key, figures in summary.per_prompt.items():
         rates = ", ".join(f"{k}={v:.0%}" for k, v in figures.tally.flag_rates().items()) or "none"
         context.say(f"  {key} (fingerprint {figures.fingerprint}): ok "
                     f"{figures.tally.ok}/{figures.tally.rows}; flags: {rates}")
-    for line in ab_lines(summary.ab) if summary.ab else []:  # rates with CIs, paired verdicts
+    for line in ab_lines(summary.ab) if summary.ab else []:  # rates, verdicts, sample size
         context.say(line)
     context.say(f"side-by-side table: {summary.out_dir}/side_by_side")
     context.say(f"review page: {summary.html_path}")

@@ -15,7 +15,7 @@ from jobs.review.html_text import escape as _e
 from jobs.review.html_text import words
 from udfs.evaluation.ab import PairedVerdict, format_p
 from udfs.evaluation.ab import format_rate as _n
-from udfs.evaluation.stats import RateCI
+from udfs.evaluation.intervals import RateCI
 
 # What each grounding metric measures (tooltips and the docs say the same; see docs/EVAL.md).
 GROUNDING_METRIC_NOTES: dict[str, str] = {
@@ -33,10 +33,18 @@ GROUNDING_METRIC_NOTES: dict[str, str] = {
     "color_error": "Share of colour mentions naming a colour drawn nowhere in the scene.",
     "subject_named": "Share of descriptions naming the subject's type.",
     "json_invalid": "JSON-mode rows whose output did not validate (they claim nothing).",
+    "auroc_mean_logprob": "How well a low mean token log-probability picks out descriptions "
+    "with a hallucination (0.5: not at all, 1: perfectly). Meaningless for a random-weight "
+    "test model.",
+    "auroc_min_logprob": "How well a low minimum token log-probability picks out descriptions "
+    "with a hallucination (0.5: not at all, 1: perfectly).",
+    "guardrails_precision": "Descriptions with a hallucination among those a guardrail flagged.",
+    "guardrails_recall": "Descriptions a guardrail flagged among those with a hallucination.",
 }
 # Metrics where a higher rate is the better one (all others: lower is better).
 HIGHER_IS_BETTER = frozenset({"count_correct", "count_accuracy_when_stated", "coverage",
-                              "subject_named"})
+                              "subject_named", "auroc_mean_logprob", "auroc_min_logprob",
+                              "guardrails_precision", "guardrails_recall"})
 
 
 @dataclass(frozen=True)
@@ -99,9 +107,12 @@ def _rates_table(columns: Sequence[RatesColumn], notes: Mapping[str, str], perce
 
 
 def _rate_cell(ci: RateCI | None, percent: bool) -> str:
+    """The rate, the counts behind it (``0 of 20``: never a bare, certain-looking 0) and its
+    interval."""
     if ci is None:
         return '<td class="num missing">n/a</td>'
-    return (f'<td class="num">{_e(_n(ci.estimate, percent))}<div class="meta">'
+    counts = (f"{ci.events:g} of {ci.total:g}" if ci.counted else f"{ci.n_items} images")
+    return (f'<td class="num">{_e(_n(ci.estimate, percent))}<div class="meta">{_e(counts)}; '
             f"{_e(_n(ci.low, percent))}..{_e(_n(ci.high, percent))}</div></td>")
 
 
@@ -113,8 +124,9 @@ def _verdicts_table(verdicts: Sequence[PairedVerdict], notes: Mapping[str, str],
         "<th>comparison</th><th>metric</th><th>A</th><th>B</th><th>B - A</th><th>95% CI</th>"
         f"<th>McNemar p</th><th>images</th></tr></thead><tbody>{rows}</tbody></table>"
         '<p class="note">Green: B is better and the interval of the difference excludes 0; red: '
-        "B is worse and it excludes 0. McNemar's test is run on metrics that are one yes/no per "
-        "image.</p>"
+        "B is worse and it excludes 0. Metrics that are one yes/no per image: Newcombe's "
+        "interval and McNemar's exact test; rates over mentions or claims (nested in images): "
+        "the square-and-add interval of two cluster ratio intervals (docs/EVAL.md).</p>"
     )
 
 
@@ -125,11 +137,18 @@ def _verdict_row(v: PairedVerdict, notes: Mapping[str, str], higher_is_better: C
     cells = [f"{v.candidate} vs {v.baseline}", words(v.metric), _n(v.rate_a, percent),
              _n(v.rate_b, percent), _n(v.diff.estimate, percent, True),
              f"{_n(v.diff.low, percent, True)}..{_n(v.diff.high, percent, True)}", p,
-             str(v.n_images)]
+             _images(v)]
     tip = notes.get(v.metric, "")
     tds = "".join(f'<td title="{_e(tip)}">{_e(c)}</td>' if i == 1 else f"<td>{_e(c)}</td>"
                   for i, c in enumerate(cells))
     return f'<tr class="ab-verdict {css}" data-metric="{_e(v.metric)}">{tds}</tr>'
+
+
+def _images(v: PairedVerdict) -> str:
+    """The paired images, and for a rate over nested units both versions' unit totals."""
+    if v.mcnemar is not None or v.units == "images":
+        return str(v.n_images)
+    return f"{v.n_images} ({v.units_a:g} and {v.units_b:g} {v.units})"
 
 
 def _verdict_class(v: PairedVerdict, higher_is_better: Collection[str]) -> str:

@@ -1,6 +1,6 @@
 """The audit's second pass on pandas frames with a fake engine: probes per row, requests
 grouped by question (one generate call per distinct question), answers back to their rows,
-error rows, engine death, the probe prompt file, and the rates with intervals."""
+error rows, engine death and the probe prompt file (the rates: test_selfcheck.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ import pytest
 from PIL import Image
 
 from udfs.engines.base import Engine, EngineDeadError, Generation
-from udfs.evaluation.selfcheck import AuditResult, audit_rates
 from udfs.outputs.guardrails import check_prompt
 from udfs.prompts import PromptSpec, load_prompt_file
 from udfs.runner import audit as audit_rows
 from udfs.runner.audit import (
     AuditTask,
     audit_frame,
-    audit_rate_cis,
     check_probe_template,
     probe_prompt,
 )
@@ -165,16 +163,6 @@ def test_the_shipped_probe_prompt_is_sound():
     check_probe_template(spec)
     assert (spec.key, spec.sampling.temperature, spec.sampling.max_tokens) == ("probe/v1", 0.0, 4)
     assert check_prompt(spec) == []
-
-
-def test_rate_intervals_estimate_what_audit_rates_says():
-    results = [AuditResult(4, ("a",), ("a",), 2, ("control:car",)),
-               AuditResult(0, (), (), 2, ()), AuditResult(3, ("b", "c"), (), 2, ())]
-    cis = audit_rate_cis(results)
-    assert {k: ci.estimate for k, ci in cis.items()} == {
-        k: r.value for k, r in audit_rates(results).items()}
-    assert cis["unconfirmed_per_claim"].estimate == pytest.approx(3 / 7)
-    assert cis["rows_with_unconfirmed"].n_items == 2  # the row without claims is left out
 
 
 def test_docstring_examples_run():

@@ -32,20 +32,16 @@ from pydantic import Field
 from udfs.engines import cache
 from udfs.engines.base import EngineDeadError, Generation, generate_isolating_failures
 from udfs.engines.cache import EngineFactory
-from udfs.evaluation.ab import DEFAULT_BOOTSTRAP, BootstrapSettings, rate_ci
-from udfs.evaluation.grounding import OBJECTS
 from udfs.evaluation.scores import row_claims
 from udfs.evaluation.selfcheck import (
-    AUDIT_ROW_METRICS,
-    AuditResult,
     Probe,
     audit_answers,
     parse_yes_no,
     probe_questions,
 )
-from udfs.evaluation.stats import RateCI
+from udfs.evaluation.vocabulary import OBJECTS
 from udfs.images.prepare import STATUS_OK, PreparedImage, load_image
-from udfs.prompts import PromptSpec
+from udfs.prompts import ClaimKind, PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, StrictModel
 
 # Where the question goes in the probe prompt file's instructions.
@@ -86,6 +82,10 @@ class AuditTask(StrictModel):
     )
     n_controls: int = Field(2, ge=0, le=10, description="Control questions per row.")
     seed: int = Field(0, description="Picks the controls deterministically (with image_id).")
+    claim_fields: dict[str, ClaimKind] | None = Field(
+        None, description="The described prompt's claims declaration (PromptSpec.claims): "
+        "how its JSON outputs are read; None for a text prompt.",
+    )
     make_engine: EngineFactory | None = Field(
         None, exclude=True,
         description="(EngineSettings, ImageSettings) -> Engine, pickled to the executors by "
@@ -118,7 +118,11 @@ def probe_prompt(template: PromptSpec, question: str) -> PromptSpec:
 
 def row_probes(row: Any, task: AuditTask) -> list[Probe]:
     """The probes of one input row (a namedtuple with ``AUDIT_INPUT_COLUMNS``)."""
-    claims = row_claims(row.description, row.structured_json, bool(row.json_mode))
+    if bool(row.json_mode) and task.claim_fields is None:
+        raise ValueError("a JSON-mode row needs the prompt's claims declaration "
+                         "(AuditTask.claim_fields)")
+    fields = task.claim_fields if bool(row.json_mode) else None
+    claims = row_claims(row.description, row.structured_json, fields)
     controls = _list(row.controls)
     absent = None if controls is None else [c for c in controls if c in OBJECTS]
     return probe_questions(claims, controls=absent, n_controls=task.n_controls, seed=task.seed,
@@ -226,14 +230,3 @@ def audit_partition(batches: Iterator[pd.DataFrame], task: AuditTask) -> Iterato
             reset_engine=lambda: cache.discard_engine(task.engine, task.images, task.make_engine),
         )
 
-
-def audit_rate_cis(results: Sequence[AuditResult],
-                   settings: BootstrapSettings = DEFAULT_BOOTSTRAP) -> dict[str, RateCI]:
-    """Each defined audit rate over ``results`` (one per audited row) with its interval."""
-    out = {}
-    for name, metric in AUDIT_ROW_METRICS.items():
-        pairs = [p for p in map(metric, results) if p is not None]
-        ci = rate_ci(([p[0] for p in pairs], [p[1] for p in pairs]), settings)
-        if ci is not None:
-            out[name] = ci
-    return out
