@@ -95,8 +95,8 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     image_settings = ImageSettings(max_pixels=200704)
     settings = EngineSettings(
         backend="vllm", model=str(model), model_id="bench/tiny-qwen2-vl", dtype="float32",
-        enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES, max_model_len=2048,
-        max_num_seqs=args.max_num_seqs,
+        vllm={"enforce_eager": True, "kv_cache_memory_bytes": KV_CACHE_BYTES,
+              "max_model_len": 2048, "max_num_seqs": args.max_num_seqs},
     )
     prompt = find_prompt(REPO / "conf" / "prompts", "v2")
     call = PromptCall(prompt, prompt.sampling.model_copy(update={"max_tokens": args.max_tokens}))

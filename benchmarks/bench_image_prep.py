@@ -69,9 +69,9 @@ STAGES = [
     # EXIF: PNG decode time is counted here, not under "decode frame 0".
     ("EXIF orientation (PNG: + decode)", "udfs/images/prepare.py", "_orientation", None),
     ("decode frame 0", "udfs/images/prepare.py", "_load_first_frame", None),
-    ("to RGB", "udfs/images/prepare.py", "_to_rgb", None),
-    ("sharpness", "udfs/images/prepare.py", "laplacian_variance", None),
-    ("resize to grid", "udfs/images/prepare.py", "resize_rgb", None),
+    ("to RGB", "udfs/images/pixels.py", "to_rgb", None),
+    ("sharpness", "udfs/images/pixels.py", "laplacian_variance", None),
+    ("resize to grid", "udfs/images/pixels.py", "resize_rgb", None),
     ("EXIF transpose", "PIL/Image.py", "transpose", "_decode_and_prepare"),
 ]
 

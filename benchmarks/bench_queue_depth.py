@@ -8,7 +8,8 @@ distinct synthetic thumbnails, the v2 prompt and 96 output tokens. No Spark. Mod
 * ``stream``: the engine loop (``VllmStream``) kept at ``depth`` requests in flight, a new one
   added as each finishes;
 * ``describe (streamed)``: ``udfs.runner.task.run_batches`` (describing) on the files, in frames of
-  ``batch_size`` rows (the Arrow batch), decoding in its thread pool while the engine works,
+  ``batch_size`` rows (the frames the UDF gets), decoding in its thread pool while the engine
+  works,
   keeping ``max_num_seqs`` (+ headroom) in flight;
 * ``old batch-wise``: what the UDF did before: decode ``batch_size`` images, ``generate`` them,
   then decode the next batch.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import os
 
 # Before numpy is imported, as in a Spark Python worker (Spark sets OMP_NUM_THREADS=1): left
-# alone, OpenBLAS (the BLAS dot in udfs.images.prepare.laplacian_variance) keeps threads spinning
+# alone, OpenBLAS (the BLAS dot in udfs.images.pixels.laplacian_variance) keeps threads spinning
 # after each call, which here took the engine's core and slowed its steps by a third.
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
@@ -175,8 +176,8 @@ def build(args) -> tuple[Any, Any, list[str], list[Any]]:
     images_settings = ImageSettings(max_pixels=200704)
     settings = EngineSettings(
         backend="vllm", model=str(model), model_id="bench/tiny-qwen2-vl", dtype="float32",
-        enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES, max_model_len=2048,
-        max_num_seqs=args.max_num_seqs,
+        vllm={"enforce_eager": True, "kv_cache_memory_bytes": KV_CACHE_BYTES,
+              "max_model_len": 2048, "max_num_seqs": args.max_num_seqs},
     )
     prompt = find_prompt(REPO / "conf" / "prompts", "v2")
     sampling = prompt.sampling.model_copy(update={"max_tokens": args.max_tokens})

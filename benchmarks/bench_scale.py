@@ -142,9 +142,9 @@ def timed_ingest(spark, manifest: Path, table: Path) -> dict[str, Any]:
 
 
 def describe_config(params: Params, input_table: Path):
-    from jobs.config import DescribeConfig
+    from jobs.config import DescribeConfig, load_config
 
-    return DescribeConfig.model_validate({
+    return load_config(DescribeConfig, {
         "input_table": str(input_table),
         "results_table": str(params.workdir / "tables" / "results"),
         "engine": {"backend": "vllm", "model": "instant", "model_id": "bench/instant"},

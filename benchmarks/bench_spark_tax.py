@@ -45,7 +45,7 @@ from udfs.engines.vllm_env import prepare_process_env  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "spark_tax.json"
 MAX_NUM_SEQS = 256  # the direct engine's best depth in benchmarks/results/queue_depth.json
-BATCH_SIZE = 64  # rows per Arrow batch in the job, per frame in (a2)
+BATCH_SIZE = 64  # rows per frame into the UDF in the job (batch_size), per frame in (a2)
 
 
 def _settings(model: Path):
@@ -53,8 +53,8 @@ def _settings(model: Path):
 
     engine = EngineSettings(
         backend="vllm", model=str(model), model_id="bench/tiny-qwen2-vl", dtype="float32",
-        enforce_eager=True, kv_cache_memory_bytes=KV_CACHE_BYTES, max_model_len=2048,
-        max_num_seqs=MAX_NUM_SEQS,
+        vllm={"enforce_eager": True, "kv_cache_memory_bytes": KV_CACHE_BYTES,
+              "max_model_len": 2048, "max_num_seqs": MAX_NUM_SEQS},
     )
     return engine, ImageSettings(max_pixels=200704)
 
@@ -106,7 +106,7 @@ def job_round(configs: dict[int, Any], spark_settings, label: str) -> dict[str, 
 def prepare(args) -> dict[str, Any]:
     """The tiny model, distinct thumbnails, the engine for (a), the input tables for (b)."""
     from jobs.cluster.spark_session import build_spark
-    from jobs.config import DescribeConfig, IngestConfig, SparkSettings
+    from jobs.config import DescribeConfig, IngestConfig, SparkSettings, load_config
     from jobs.demo.run import make_sample_images
     from jobs.demo.tiny_model import make_tiny_model
     from jobs.tables.ingest import run_ingest
@@ -133,7 +133,7 @@ def prepare(args) -> dict[str, Any]:
         manifest.write_text("\n".join(paths[:size]) + "\n")
         table = str(work / f"images_{size}")
         run_ingest(IngestConfig(source=str(manifest), table=table, hash_content=False), spark)
-        configs[size] = DescribeConfig.model_validate({
+        configs[size] = load_config(DescribeConfig, {
             "input_table": table, "results_table": str(work / f"results_{size}"),
             "engine": engine_settings.model_dump(), "images": image_settings.model_dump(),
             "prompt": {"version": "v2", "register_in_mlflow": False},

@@ -66,11 +66,15 @@ def engines_available() -> list[str]:
 def engine_settings(backend: str, model_dir: Path, args):
     from udfs.settings import EngineSettings
 
-    return EngineSettings(
-        backend=backend, model=str(model_dir), model_id="smoke/tiny-qwen2-vl", dtype="float32",
-        enforce_eager=True, kv_cache_memory_bytes=args.kv_cache_mib << 20, max_model_len=2048,
-        max_num_seqs=args.max_num_seqs,
-    )
+    groups = {
+        "vllm": {"enforce_eager": True, "kv_cache_memory_bytes": args.kv_cache_mib << 20,
+                 "max_model_len": 2048, "max_num_seqs": args.max_num_seqs},
+        "transformers": {"images_per_call": args.images_per_call},
+    }
+    return EngineSettings.model_validate({
+        "backend": backend, "model": str(model_dir), "model_id": "smoke/tiny-qwen2-vl",
+        "dtype": "float32", backend: groups[backend],
+    })
 
 
 def frames_until(paths: list[str], deadline: float) -> Iterator[Any]:
@@ -106,7 +110,7 @@ def run_engine(backend: str, model_dir: Path, paths: list[str], args) -> dict[st
     try:
         outcomes = feed_frames(
             frames_until(paths, time.monotonic() + args.budget_s), task.plan,
-            connect=lambda: open_stream(engine, args.batch_size),
+            connect=lambda: open_stream(engine),
             reset=lambda: None, load=partial(load_image, settings=images), stats=stats,
         )
         failures = sum(1 for _, rows in outcomes for row in rows
@@ -149,7 +153,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=400, help="distinct synthetic thumbnails")
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--max-num-seqs", type=int, default=256, help="vLLM requests in flight")
-    parser.add_argument("--batch-size", type=int, default=16, help="transformers batch")
+    parser.add_argument("--images-per-call", type=int, default=16,
+                        help="transformers: images per generate call")
     parser.add_argument("--budget-s", type=float, default=75.0,
                         help="seconds of feeding per engine (then in-flight requests finish)")
     parser.add_argument("--kv-cache-mib", type=int, default=KV_CACHE_MIB, help="vLLM KV cache")

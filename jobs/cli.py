@@ -9,7 +9,6 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from jobs.commandline.commands import (
     Context,
@@ -20,11 +19,14 @@ from jobs.commandline.commands import (
 )
 from jobs.commandline.console import ConsoleReporter, Reporter, run_log
 from jobs.config import ConfigError, DescribeConfig, IngestConfig
-from jobs.evaluation.commands import EVAL_COMMANDS, add_eval_commands
+from jobs.evaluation.commands import (
+    EVAL_COMMANDS,
+    add_detect_arg,
+    add_eval_commands,
+    check_detect,
+)
+from jobs.labels.commands import LABELS_COMMANDS, add_labels_commands
 from udfs.engines.vllm_env import prepare_process_env
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("candid.cli")
 # "ValueError: ...", "pyspark.errors.SomethingException: ..." in a worker's traceback text.
@@ -70,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     describe = sub.add_parser("describe", help="describe the input table's images into Delta")
     add_config_args(describe)
     add_replace_arg(describe)
+    describe.add_argument(
+        "--explain", action="store_true",
+        help="print the effective configuration (prompt, sampling, engine, images, feeding, "
+        "fingerprint and its inputs) as YAML and exit; Spark is not started",
+    )
 
     status = sub.add_parser("status", help="done / failed / pending rows, from Delta alone")
     add_config_args(status)
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--sample", type=int, default=200, help="about this many images")
     compare.add_argument("--out", default="build/compare", help="folder for tables and the page")
     compare.add_argument("--seed", type=int, default=0, help="sample seed")
+    add_detect_arg(compare)
     add_replace_arg(compare)
 
     plan = sub.add_parser(
@@ -109,7 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "config's prompt version and model)")
     review.add_argument("--limit", type=int, default=200, help="images shown at most")
     review.add_argument("--out", help="HTML file to write (default build/reviews/<run>.html)")
+    review.add_argument("--label", action="store_true",
+                        help="a labelling page: a random sample of ok rows with verdict buttons "
+                        "and a JSON export for `candid labels import`")
+    review.add_argument("--seed", type=int, default=0, help="--label: the sample's seed")
     add_eval_commands(sub)
+    add_labels_commands(sub)
     return parser
 
 
@@ -121,7 +134,7 @@ def main(argv: list[str] | None = None, make_engine: Callable | None = None) -> 
     (pickled to the executors); None picks the backend the config names.
     """
     args = build_parser().parse_args(argv)
-    if args.command in PLAIN_COMMANDS:
+    if args.command in PLAIN_COMMANDS or getattr(args, "explain", False):
         return _run_command(args, Context(Reporter(), sys.stdout, sys.stderr))
     with run_log(args.command, args.verbose) as run:
         context = Context(ConsoleReporter(run.out), run.out, run.err, run.path, make_engine)
@@ -202,11 +215,17 @@ def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
 def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args)
     prepare_process_env()
-    from jobs.describe.run import run_describe
     from jobs.tracking.prompt_store import resolve_prompt
 
     # Before Spark starts: a bad prompt fails in a second.
     prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
+    if args.explain:
+        from jobs.describe.explain import explain_text
+
+        context.say(explain_text(config, prompt))
+        return 0
+    from jobs.describe.run import run_describe
+
     summary = run_describe(
         config, context.spark(config.spark), prompt, context.reporter, context.make_engine
     )
@@ -236,22 +255,24 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
     versions = [v.strip() for v in args.prompts.split(",") if v.strip()]
     if len(versions) < 2 or args.sample < 1:
         raise ConfigError("--prompts needs at least two versions and --sample at least 1")
+    check_detect(args.detect)
     prepare_process_env()
     from jobs.evaluation.compare import ab_lines, run_compare
     from jobs.tracking.prompt_store import resolve_version
+    from udfs.evaluation.ab import IntervalSettings
 
     for version in versions:  # every prompt checked before Spark starts
         resolve_version(config.prompt, version, config.mlflow.tracking_uri)
     summary = run_compare(
         config, versions, args.sample, args.out, context.spark(config.spark), args.seed,
-        context.reporter, context.make_engine,
+        context.reporter, context.make_engine, IntervalSettings(detect=args.detect),
     )
     context.say(f"compared {', '.join(versions)} on {summary.sample_rows} sampled images")
     for key, figures in summary.per_prompt.items():
         rates = ", ".join(f"{k}={v:.0%}" for k, v in figures.tally.flag_rates().items()) or "none"
         context.say(f"  {key} (fingerprint {figures.fingerprint}): ok "
                     f"{figures.tally.ok}/{figures.tally.rows}; flags: {rates}")
-    for line in ab_lines(summary.ab) if summary.ab else []:  # rates with CIs, paired verdicts
+    for line in ab_lines(summary.ab) if summary.ab else []:  # rates, verdicts, sample size
         context.say(line)
     context.say(f"side-by-side table: {summary.out_dir}/side_by_side")
     context.say(f"review page: {summary.html_path}")
@@ -274,16 +295,22 @@ def _cmd_plan(args: argparse.Namespace, context: Context) -> int:
 def _cmd_review(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args)
     prepare_process_env()
-    from jobs.review.run import run_review
+    from jobs.review.run import LabelSample, run_review
 
+    label = LabelSample(seed=args.seed) if args.label else None
     try:
         path, shown = run_review(
-            context.spark(config.spark), config, args.run_id, args.limit, args.out
+            context.spark(config.spark), config, args.run_id, args.limit, args.out, label
         )
     except ValueError as err:
         print(f"candid review: {err}", file=context.err)
         return EXIT_FAILED
-    context.say(f"review page ({shown} images): {path}")
+    if label is None:
+        context.say(f"review page ({shown} images): {path}")
+        return 0
+    context.say(f"labelling page ({shown} sampled rows): {path}")
+    context.say("  next: open it, give each output a verdict, export, then: candid labels "
+                f"import FILE --results {config.results_table}")
     return 0
 
 
@@ -335,11 +362,12 @@ def _print_describe_summary(summary, config: DescribeConfig, context: Context) -
     if summary.registered_prompt:
         say(f"  prompt registered as {summary.registered_prompt}")
     if config.mlflow.enabled:
+        from jobs.commandline.browse import browse_hint
         from jobs.tracking.redaction import redact_text
 
         uri = redact_text(config.mlflow.tracking_uri)
         say(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")
-        say(f"  browse: mlflow ui --backend-store-uri {uri}")
+        say(f"  browse: {browse_hint(config.mlflow.tracking_uri, summary.run_id)}")
     for failure in summary.tracking_failures:
         say(f"  WARNING: {failure}")
 
@@ -357,6 +385,7 @@ _COMMANDS: dict[str, Handler] = {
 }
 
 _COMMANDS.update(EVAL_COMMANDS)
+_COMMANDS.update(LABELS_COMMANDS)
 
 
 if __name__ == "__main__":

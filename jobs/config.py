@@ -10,16 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+# Configs are built by jobs.config_loader; these two are re-exported as the config's public face.
+from jobs.config_loader import ConfigError, load_config  # noqa: F401
 from udfs.settings import (
+    KEEPS_OUTPUT,
     BatchSize,
     EngineSettings,
     ImageSettings,
     MaxWaitingImages,
     PrepThreads,
-    SamplingSettings,
+    SamplingOverrides,
     StrictModel,
 )
 
@@ -48,23 +50,24 @@ def project_file(path: str) -> Path:
     return (PROJECT_ROOT / candidate).resolve()
 
 
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message names the field."""
-
-
 class SparkSettings(StrictModel):
     """How the driver builds its SparkSession."""
 
     profile: str | None = Field(
         DEFAULT_SPARK_PROFILE,
         description="YAML file of Spark confs (conf/spark/*.yaml); None uses only `conf`.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     master: str | None = Field(
-        None, description="Overrides the profile's master; leave unset under spark-submit."
+        None, description="Overrides the profile's master; leave unset under spark-submit.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
-    app_name: str = Field("candid", description="Spark application name.")
+    app_name: str = Field(
+        "candid", description="Spark application name.", json_schema_extra=KEEPS_OUTPUT
+    )
     conf: dict[str, str] = Field(
-        default_factory=dict, description="Extra Spark confs, applied after the profile."
+        default_factory=dict, description="Extra Spark confs, applied after the profile.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     delta_jars: Literal["resolve", "provided"] = Field(
         "resolve",
@@ -72,6 +75,7 @@ class SparkSettings(StrictModel):
         "Central only (`ivy_settings`) into `ivy_home`, whatever ~/.m2 or ~/.ivy2* hold. "
         "provided: Delta is on the classpath already (Databricks, a cluster image): nothing is "
         "resolved.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     ivy_settings: str | None = Field(
         DEFAULT_IVY_SETTINGS,
@@ -79,11 +83,13 @@ class SparkSettings(StrictModel):
         "Central; relative paths are taken from the working directory, then the project root. "
         "None: Spark's own chain, which looks in ~/.m2 first (breaks where ~/.m2 holds a pom "
         "without its jar).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     ivy_home: str = Field(
         DEFAULT_IVY_HOME,
         description="Ivy home for the resolved jars (spark.jars.ivy). Project-local, so a broken "
         "user-wide Ivy cache cannot poison it; delete it to resolve afresh.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     archive: str | None = Field(
         None,
@@ -92,52 +98,86 @@ class SparkSettings(StrictModel):
         "ships it with --archives as ./environment and runs the Python workers with "
         "./environment/bin/python. None: the nodes' own Python (the wheel installed by an init "
         "script), or this interpreter for a local master.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     deploy_mode: Literal["client", "cluster"] = Field(
         "client",
         description="spark-submit's deploy mode. client: the driver runs where spark-submit "
         "runs, with this interpreter. cluster (YARN, Kubernetes): the driver runs on the "
         "cluster, from the archive.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_values_as_text(cls, value: Any) -> Any:
+        """YAML and ``--set`` read ``8`` and ``true`` as a number and a boolean; Spark confs
+        are text (``spark.sql.shuffle.partitions: 8`` means "8", a boolean is "true")."""
+        if not isinstance(value, dict):
+            return value
+        return {k: (str(v).lower() if isinstance(v, bool) else str(v))
+                if isinstance(v, (bool, int, float)) else v for k, v in value.items()}
 
 
 class TrackingSettings(StrictModel):
     """Where and how runs are logged to MLflow (from the driver only)."""
 
-    enabled: bool = Field(True, description="Log the run to MLflow.")
+    enabled: bool = Field(
+        True, description="Log the run to MLflow.", json_schema_extra=KEEPS_OUTPUT
+    )
     tracking_uri: str = Field(
         "sqlite:///build/mlflow/mlflow.db",
         description="MLflow tracking URI; the default is a project-local sqlite store.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     artifact_location: str | None = Field(
         "build/mlflow/artifacts",
         description="Artifact root for a newly created experiment (local folder or URI).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
-    experiment: str = Field("candid-describe", description="Experiment name.")
+    experiment: str = Field(
+        "candid-describe", description="Experiment name.", json_schema_extra=KEEPS_OUTPUT
+    )
     sample_rows: int = Field(
-        20, ge=0, description="Result rows logged with mlflow.log_table for a quick look."
+        20, ge=0, description="Result rows logged with mlflow.log_table for a quick look.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     on_error: Literal["warn", "fail"] = Field(
         "warn",
         description="If MLflow is unreachable: warn loudly and continue (Delta is the source "
         "of truth), or fail the job after the results are written.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
 
 
 class PromptRef(StrictModel):
-    """Which prompt to use: a version in the prompt folder, or an MLflow registry URI."""
+    """Which prompt to use: a version in the prompt folder, or an MLflow registry URI.
 
-    version: str = Field("v2", description="Prompt version label in `dir`, e.g. v2.")
-    name: str | None = Field(None, description="Prompt name when several share a version.")
-    dir: str = Field(DEFAULT_PROMPT_DIR, description="Folder of prompt YAML files.")
+    These fields only locate the prompt, so they declare they keep the output: what changes it
+    is the prompt's own content (rendered messages, output schema, sampling), which the run
+    fingerprint covers whichever folder, version label or registry URI it came from."""
+
+    version: str = Field(
+        "v2", description="Prompt version label in `dir`, e.g. v2.", json_schema_extra=KEEPS_OUTPUT
+    )
+    name: str | None = Field(
+        None, description="Prompt name when several share a version.",
+        json_schema_extra=KEEPS_OUTPUT,
+    )
+    dir: str = Field(
+        DEFAULT_PROMPT_DIR, description="Folder of prompt YAML files.",
+        json_schema_extra=KEEPS_OUTPUT,
+    )
     uri: str | None = Field(
         None, pattern=r"^prompts:/[^/@]+(/[0-9]+|@[A-Za-z0-9_-]+)$",
         description="Load from MLflow's Prompt Registry instead (prompts:/candid-describe/3 or "
         "prompts:/candid-describe@production); `version`, `name` and `dir` are then ignored.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     register_in_mlflow: bool = Field(
         True, description="Register the prompt in MLflow's Prompt Registry on each run (same "
         "content reuses its registry version).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
 
 
@@ -149,10 +189,12 @@ class SourceColumnSettings(StrictModel):
         description="MERGE descriptions into the input table, only where the value is new or "
         "different (a rerun with nothing new commits nothing). Off: the input table is never "
         "written; join it with the results table instead (a view, docs/operations.md).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     column_prefix: str = Field(
         "description_", pattern=r"^[a-z_][a-z0-9_]*$",
         description="Column name = prefix + prompt version (e.g. description_v2).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     every_chunk: Literal["auto", "always", "never"] = Field(
         "auto",
@@ -161,6 +203,7 @@ class SourceColumnSettings(StrictModel):
         "input table has deletion vectors (delta.enableDeletionVectors), which make an update "
         "write only the changed rows; without them every chunk would rewrite each data file "
         "holding one of its rows (with hash chunks: about the whole table), so once at the end.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
 
 
@@ -174,27 +217,32 @@ class InputSettings(StrictModel):
         description="Column with a unique id per image (any type; stored as a string in the "
         "results). None: derive the id from the path exactly as ingest does (first 24 hex "
         "characters of sha256 of the path's UTF-8 bytes), so both give one image one id.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     path_column: str = Field(
         "path", min_length=1,
         description="Column with the image's location (local/FUSE path, file:// or fsspec URL).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     filter: str | None = Field(
         None, min_length=1,
         description="Spark SQL condition on the input table's own columns; only matching rows "
         "are described, counted and written back (e.g. \"category = 'shoes'\"). Rows without an "
         "id or a path are always skipped.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     extra_columns: list[str] = Field(
         default_factory=list,
         description="Input columns copied unchanged into every result row (e.g. a category for "
         "later analysis); added to the results table by schema evolution on first use.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     content_hash_column: str | None = Field(
         "content_sha256",
         description="Column with a hash of each file's bytes (ingest writes content_sha256): "
         "rows that share it are described once (jobs/describe/dedup.py). Used when the table "
         "has it; None: never.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
 
     @model_validator(mode="after")
@@ -220,17 +268,23 @@ class DescribeConfig(StrictModel):
     input_table: str = Field(
         ..., description="Delta table (path or metastore name) of images: the one `candid "
         "ingest` writes, or any table with an id and a path column (see `input`).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     input: InputSettings = Field(
         default_factory=InputSettings,
         description="The input table's column names, row filter and columns carried along.",
     )
-    results_table: str = Field(..., description="Delta table (path or name) for result rows.")
+    results_table: str = Field(
+        ..., description="Delta table (path or name) for result rows.",
+        json_schema_extra=KEEPS_OUTPUT,
+    )
     engine: EngineSettings = Field(..., description="Model and engine settings.")
     images: ImageSettings = Field(default_factory=ImageSettings, description="Image handling.")
     prompt: PromptRef = Field(default_factory=PromptRef, description="Prompt to run.")
-    sampling: SamplingSettings | None = Field(
-        None, description="Overrides the prompt's own sampling defaults when set."
+    sampling: SamplingOverrides = Field(
+        default_factory=SamplingOverrides,
+        description="Sampling fields set over the prompt's own, field by field (the effective "
+        "sampling: `candid describe --explain`).",
     )
     batch_size: BatchSize
     prep_threads: PrepThreads
@@ -239,19 +293,23 @@ class DescribeConfig(StrictModel):
         None, ge=1,
         description="Partitions per chunk; default: Spark's default parallelism (one per core "
         "or GPU slot).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     chunk_size: int = Field(
         50_000, ge=1,
         description="Rows per committed chunk. A crash loses at most the chunk in flight; "
         "smaller chunks commit more often (more Delta versions, more small files).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     max_attempts: int = Field(
-        3, ge=1, description="Attempts per row for retryable failures, across reruns."
+        3, ge=1, description="Attempts per row for retryable failures, across reruns.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     retry_statuses: list[str] = Field(
         default_factory=lambda: ["engine_error", "read_error"],
         description="Row status codes worth retrying on a rerun (transient causes). Other codes "
         "(bad files) are final: rerunning cannot fix a truncated JPEG.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     source_column: SourceColumnSettings = Field(
         default_factory=SourceColumnSettings, description="Description columns on the input."
@@ -262,17 +320,26 @@ class DescribeConfig(StrictModel):
         default_factory=dict,
         description="Guardrail id -> highest acceptable share of this run's ok outputs with that "
         "flag (0-1). Above it the job exits non-zero after writing results, listing examples.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     replace: bool = Field(
         False,
         description="Describe again the rows of this prompt version and model that another run "
-        "fingerprint made (the prompt text, sampling, model revision, dtype or pixel bounds "
-        "changed). Off: such a run refuses to start. The table's Delta history keeps the old "
-        "rows.",
+        "fingerprint made (the prompt's content or a setting that changes the output differs: "
+        "sampling, model revision, dtype, pixel bounds...). Off: such a run refuses to start. "
+        "The table's Delta history keeps the old rows.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
-    run_name: str | None = Field(None, description="MLflow run name; default derived.")
+    run_name: str | None = Field(
+        None, description="MLflow run name; default derived.", json_schema_extra=KEEPS_OUTPUT
+    )
 
     _absolute_tables = field_validator("input_table", "results_table")(absolute_table_ref)
+
+    @field_validator("sampling", mode="before")
+    @classmethod
+    def _no_overrides(cls, value: Any) -> Any:
+        return {} if value is None else value  # `sampling:` left empty in a YAML file
 
     @field_validator("max_flag_rate")
     @classmethod
@@ -291,36 +358,48 @@ class IngestConfig(StrictModel):
         "table: read by Spark on the executors, any size, any Hadoop filesystem), or a folder "
         "of images (listed on the driver: for local folders of up to ~100 k files; list an "
         "object store into a manifest instead, docs/operations.md).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     source_format: Literal["auto", "folder", "txt", "csv", "jsonl", "parquet", "delta"] = Field(
         "auto",
         description="auto: by the source's ending (.txt, .csv, .jsonl, .parquet), else a Delta "
         "table if it is one, else a folder of images. Set it for a Parquet folder or a manifest "
         "without an ending.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     path_column: str = Field(
         "path", min_length=1,
         description="Column of image paths in a .csv/.jsonl/Parquet/Delta manifest (a .txt "
         "manifest is one path per line).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     id_column: str = Field(
         "image_id", min_length=1,
         description="Optional column of ids in a .csv/.jsonl/Parquet/Delta manifest; a row "
         "without one gets the id derived from its path (as for folders).",
+        json_schema_extra=KEEPS_OUTPUT,
     )
-    table: str = Field(..., description="Input Delta table (path or metastore name).")
-    recursive: bool = Field(True, description="Descend into sub-folders of `source`.")
+    table: str = Field(
+        ..., description="Input Delta table (path or metastore name).",
+        json_schema_extra=KEEPS_OUTPUT,
+    )
+    recursive: bool = Field(
+        True, description="Descend into sub-folders of `source`.", json_schema_extra=KEEPS_OUTPUT
+    )
     hash_content: bool = Field(
         True,
         description="Read every new file once on the executors and store its sha256, so the "
         "describe job describes identical images once. Costs one read of the data at ingest.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     max_file_bytes: int = Field(
-        50_000_000, ge=1, description="Files larger than this get no content hash."
+        50_000_000, ge=1, description="Files larger than this get no content hash.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     extensions: list[str] = Field(
         default_factory=lambda: [".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"],
         description="File endings taken from a folder (case-insensitive); manifests take all.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
     spark: SparkSettings = Field(default_factory=SparkSettings, description="SparkSession.")
 
@@ -340,50 +419,3 @@ class IngestConfig(StrictModel):
         if bad:
             raise ValueError(f"extensions must start with '.', got {bad}")
         return self
-
-
-def load_config(model: type[StrictModel], path: str | Path | None, overrides: list[str] = ()):
-    """Load YAML ``path`` (optional), apply ``key.sub=value`` overrides, validate as ``model``.
-
-    Raises:
-        ConfigError: unreadable file, bad override, or validation errors (each names its field).
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read config {path}: {err}") from err
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config {path} must be a YAML mapping")
-        data = loaded
-    for item in overrides:
-        apply_override(data, item)
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, path)) from None
-
-
-def apply_override(data: dict[str, Any], item: str) -> None:
-    """Set ``a.b.c=value`` in ``data``; the value is parsed as YAML (numbers, booleans...)."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {item!r} must look like key.sub=value")
-    parts = key.strip().split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {item!r}: {part} is not a mapping")
-        node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-
-
-def format_validation_error(err: ValidationError, path: str | Path | None) -> str:
-    where = f" in {path}" if path else ""
-    lines = [f"invalid configuration{where}:"]
-    for problem in err.errors():
-        field = ".".join(str(p) for p in problem["loc"]) or "(root)"
-        lines.append(f"  {field}: {problem['msg']}")
-    return "\n".join(lines)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless Chromium for the review-page browser tests (tests/e2e/test_review_page_browser.py).
+# Headless Chromium for the page tests (tests/e2e/*_browser.py: review, labelling, layout).
 # Idempotent: does nothing when a `chromium` binary is already on PATH. Needs root (apt-get);
 # on Debian/Ubuntu images the package is `chromium`, its binary /usr/bin/chromium.
 set -euo pipefail

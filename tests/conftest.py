@@ -50,14 +50,20 @@ def tiny_model_dir() -> Path:
     return make_tiny_model(TEST_BUILD / "tiny-qwen2-vl")
 
 
+# vLLM on this CPU, for the tiny model (docs: ENVIRONMENT.md's "Settings that made it fast").
+TINY_VLLM = {"enforce_eager": True, "kv_cache_memory_bytes": TINY_KV_CACHE_BYTES,
+             "max_model_len": 2048, "max_num_seqs": 16}
+
+
 def tiny_engine_settings(model_dir: Path, backend: str = "vllm", **extra):
+    """The tiny model's engine settings; the vLLM group only when the backend is vLLM."""
     from udfs.settings import EngineSettings
 
-    return EngineSettings(
-        backend=backend, model=str(model_dir), model_id="test/tiny-qwen2-vl", dtype="float32",
-        enforce_eager=True, kv_cache_memory_bytes=TINY_KV_CACHE_BYTES, max_model_len=2048,
-        max_num_seqs=16, **extra,
-    )
+    group = {"vllm": dict(TINY_VLLM)} if backend == "vllm" else {}
+    return EngineSettings.model_validate({
+        "backend": backend, "model": str(model_dir), "model_id": "test/tiny-qwen2-vl",
+        "dtype": "float32", **group, **extra,
+    })
 
 
 @pytest.fixture(scope="session")
@@ -91,13 +97,15 @@ def sample_images(tmp_path_factory):
 
 
 def describe_config(tmp: Path, model_dir: Path | str, **overrides):
-    """A DescribeConfig writing into ``tmp``, tracking into a sqlite store there."""
-    from jobs.config import DescribeConfig
+    """A DescribeConfig writing into ``tmp``, tracking into a sqlite store there; ``overrides``
+    as ``jobs.config.load_config`` takes them (``a__b=value`` for nested keys)."""
+    from jobs.config import DescribeConfig, load_config
 
-    data = {
+    base = {
         "input_table": str(tmp / "images"),
         "results_table": str(tmp / "results"),
-        "engine": tiny_engine_settings(Path(model_dir)).model_dump(),
+        "engine": {"backend": "vllm", "model": str(model_dir), "model_id": "test/tiny-qwen2-vl",
+                   "dtype": "float32", "vllm": dict(TINY_VLLM)},
         "images": {"max_pixels": 200704},
         "prompt": {"version": "v2", "dir": str(PROMPT_DIR)},
         "batch_size": 4,
@@ -109,13 +117,7 @@ def describe_config(tmp: Path, model_dir: Path | str, **overrides):
             "experiment": "candid-tests",
         },
     }
-    for key, value in overrides.items():
-        node = data
-        *parents, leaf = key.split("__")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return DescribeConfig.model_validate(data)
+    return load_config(DescribeConfig, base, **overrides)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@ engine per worker, error rows), never model behaviour; the real engines have the
 
 Tests hand a factory to the job (``run_describe(make_engine=make_fake_engine)``); Spark pickles
 it by reference, so executors import this module by name.
-The fake's behaviour is encoded in ``EngineSettings.model`` (a free string for fakes).
+The fake's behaviour is encoded in ``EngineSettings.model`` (a free string for fakes). The
+batch-wise fakes take ``images_per_call`` images per ``generate`` call like any engine without a
+stream: ``engine.transformers.images_per_call``, or ``engine.vllm.max_num_seqs`` under vLLM.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class FakeSteppingStream(SteppingStream):
     records how many requests were in flight at every step."""
 
     def __init__(self, engine: StreamingFakeEngine):
-        super().__init__(engine, capacity=engine.settings.max_num_seqs)
+        super().__init__(engine, capacity=engine.settings.vllm_settings.max_num_seqs)
         self._fake = engine
         self._queue: dict[str, list] = {}  # request id -> [request, steps left, scheduled at]
         self.preemptions = 0

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from jobs.config_loader import config_data
 from tests.fakes import FakeEngine
 from udfs.engines.base import Engine, EngineDeadError, Generation
 from udfs.settings import EngineSettings, ImageSettings
@@ -146,14 +147,9 @@ def write_job_config(tmp: Path, name: str = "job.yaml", **overrides: Any) -> Pat
             "sample_rows": 3,
         },
     }
-    for key, value in overrides.items():
-        node = data
-        *parents, leaf = key.split("__")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
     path = tmp / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    merged = config_data(data, **overrides)  # as load_config merges, before validation
+    path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
     Path(str(path) + ENGINE_SIDECAR_SUFFIX).write_text(engine, encoding="utf-8")
     return path
 

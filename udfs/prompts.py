@@ -3,6 +3,12 @@
 A prompt lives in a YAML file under ``conf/prompts/`` (see ``PromptSpec`` for the fields).
 The wording is data; the only layout this module adds is how the parts are joined, which is
 fixed so that the hash of the rendered text identifies the prompt exactly.
+
+A JSON prompt declares which of its output fields hold claims, and of what kind (``claims``:
+field -> one of ``CLAIM_KINDS``), so the eval and the self-check audit read any JSON prompt
+version by its declaration, never by v3's field names (``udfs.evaluation.claims``). Every
+property of the schema must be declared (``none`` for a field that claims nothing): a new
+field cannot be silently left unread.
 """
 
 from __future__ import annotations
@@ -21,6 +27,17 @@ from udfs.settings import SamplingSettings, StrictModel
 # shares one long token prefix, which vLLM's prefix cache computes once per worker.
 IMAGE_PART: dict[str, str] = {"type": "image"}
 RULES_HEADING = "Rules:"
+# What an output field can claim (read by udfs.evaluation.claims.extract_claims_json):
+#   object: text naming the subject, read like a description (items, counts, colours); the
+#     first object named in an object field is the subject;
+#   feature: text (or a list of texts) naming visible parts, read like a description;
+#   color: colour words (a string such as "not_visible" names none);
+#   count: how many of the subject; an integer is a count, a string ("uncertain") abstains;
+#   abstention: items named here are said NOT to be visible: never claims, never
+#     hallucinations, and their counts are abstentions;
+#   none: not a claim (e.g. a confidence level).
+CLAIM_KINDS = ("object", "feature", "color", "count", "abstention", "none")
+ClaimKind = Literal["object", "feature", "color", "count", "abstention", "none"]
 
 
 class OutputSpec(StrictModel):
@@ -71,6 +88,33 @@ class PromptSpec(StrictModel):
         False,
         description="True when the rules restrict scope to the subject (enables a guardrail).",
     )
+    claims: dict[str, ClaimKind] = Field(
+        default_factory=dict,
+        description="JSON mode: output field -> the kind of claim it holds (object, feature, "
+        "color, count, abstention, none), read by the eval and the audit. Every schema "
+        "property must be declared; text mode: leave empty.",
+    )
+
+    @model_validator(mode="after")
+    def _claims_cover_the_schema(self) -> PromptSpec:
+        fields = schema_fields(self.output.json_schema) if self.output.mode == "json" else []
+        if self.output.mode != "json":
+            if self.claims:
+                raise ValueError("claims declares JSON output fields, but output.mode is text: "
+                                 "a text output is read as text")
+            return self
+        missing = [f for f in fields if f not in self.claims]
+        if missing:
+            example = ", ".join(f"{f}: <kind>" for f in missing)
+            raise ValueError(
+                f"prompt {self.name}/{self.version}: output field(s) {missing} are not declared "
+                f"in claims, so the eval would not read them. Declare each as one of "
+                f"{', '.join(CLAIM_KINDS)} (none: holds no claim), e.g. claims: {{{example}}}")
+        unknown = [f for f in self.claims if f not in fields]
+        if unknown:
+            raise ValueError(f"prompt {self.name}/{self.version}: claims names {unknown}, which "
+                             f"output.json_schema does not have (its fields: {fields})")
+        return self
 
     @property
     def key(self) -> str:
@@ -96,14 +140,30 @@ class PromptSpec(StrictModel):
 
     def content_hash(self) -> str:
         """sha256 (16 hex) of everything that changes what the model is asked: rendered
-        messages, output mode and schema, and sampling. Wording-only edits change it."""
-        payload = {
+        messages, output mode and schema, and sampling. Wording-only edits change it. A JSON
+        prompt's claims declaration is in it too (it changes how the output is read, and the
+        Prompt Registry keeps one version per hash); a prompt without one hashes as before.
+        The run fingerprint (``udfs.fingerprint``) does not include it: rows stay current."""
+        payload: dict[str, Any] = {
             "messages": self.messages(),
             "output": self.output.model_dump(mode="json"),
             "sampling": self.sampling.model_dump(mode="json"),
         }
+        if self.claims:
+            payload["claims"] = dict(sorted(self.claims.items()))
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def schema_fields(schema: dict[str, Any] | None) -> list[str]:
+    """The top-level properties of a JSON schema, in schema order (none: not an object).
+
+    Example:
+        >>> schema_fields({"type": "object", "properties": {"subject": {}, "count": {}}})
+        ['subject', 'count']
+    """
+    properties = (schema or {}).get("properties")
+    return list(properties) if isinstance(properties, dict) else []
 
 
 def load_prompt_file(path: str | Path) -> PromptSpec:

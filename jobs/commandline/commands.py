@@ -1,5 +1,6 @@
 """What every ``candid`` command handler shares: the ``Context`` it prints to and starts Spark
-through, and the argument helpers for config files, ``--set`` overrides and ``--replace``.
+through, and the argument helpers for config files, ``--set`` overrides, ``--conf`` Spark confs
+and ``--replace``.
 Command groups in other modules (``jobs.evaluation.commands``) register their subcommands with
 these."""
 
@@ -51,13 +52,35 @@ def _spark_start_note(settings: SparkSettings) -> str:
 
 
 def add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--config FILE`` (required unless ``default``), ``--set`` and ``--conf``."""
     parser.add_argument(
         "--config", default=default, required=default is None,
         help=f"job YAML file (conf/*.yaml){' [default: ' + default + ']' if default else ''}",
     )
+    add_override_args(parser)
+
+
+def add_optional_config_args(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--config FILE`` for commands that only read its ``spark`` and ``mlflow`` sections,
+    ``--set`` and ``--conf``; ``example`` is a ``--set`` shown in the help."""
+    parser.add_argument("--config", help="a job YAML whose spark and mlflow sections to use "
+                        "(e.g. conf/demo.yaml); default: local Spark, MLflow in build/mlflow")
+    add_override_args(parser, example)
+
+
+def add_override_args(
+    parser: argparse.ArgumentParser, example: str = "batch_size=32 --set engine.dtype=bfloat16"
+) -> None:
+    """``--set key.sub=value`` (any config field) and ``--conf KEY=VALUE`` (a Spark conf)."""
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override one config field, e.g. --set batch_size=32 --set engine.dtype=bfloat16",
+        help=f"override one config field, e.g. --set {example}. A key part in double quotes "
+        'may hold dots: --set \'spark.conf."spark.sql.shuffle.partitions"=8\'',
+    )
+    parser.add_argument(
+        "--conf", dest="spark_conf", action="append", default=[], metavar="KEY=VALUE",
+        help="a Spark conf, as spark-submit takes it: sets spark.conf[KEY] to VALUE (text), "
+        "e.g. --conf spark.hadoop.fs.s3a.endpoint=http://minio:9000",
     )
 
 
@@ -72,10 +95,10 @@ def add_replace_arg(parser: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace, model: type = DescribeConfig, extra=()):
     """The command's config: file, the command's own defaults (``extra``), --set overrides,
-    then flags that are config fields; later wins."""
+    flags that are config fields, then --conf Spark confs; later wins."""
     overrides = [*extra, *args.overrides]
     if getattr(args, "replace", False):
         overrides.append("replace=true")
-    return load_config(model, args.config, overrides)
+    return load_config(model, args.config, overrides, getattr(args, "spark_conf", ()))
 
 

@@ -49,7 +49,6 @@ def describe_chunks(
         f"rows, {summary.rows_reused} copied from identical images, "
         f"{summary.rows_to_describe} to describe in {summary.chunks} chunk(s)"
     )
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(run.config.batch_size))
     progress = reporter.rows(summary.rows_to_describe, "describe")
     for chunk in chunks:
         done, engine = describe_chunk(

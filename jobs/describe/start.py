@@ -20,7 +20,7 @@ from jobs.describe.commit import ensure_tables, recover_staged
 from jobs.tables.delta_io import latest_version
 from jobs.tables.results import ResultScope, RetryPolicy
 from jobs.tracking.runs import RunTracker
-from udfs.fingerprint import run_fingerprint
+from udfs.fingerprint import covered_settings, fingerprint_inputs, run_fingerprint
 from udfs.outputs.tally import Tally
 from udfs.prompts import PromptSpec
 from udfs.runner.describe import DescribeTask
@@ -86,8 +86,11 @@ class RunIdentity:
 
 
 def identify_run(config: DescribeConfig, prompt: PromptSpec) -> RunIdentity:
+    """The one place a run's effective settings are decided: the config's sampling fields over
+    the prompt's own, field by field, and the engine with its weights revision known. Describe,
+    status, review, compare, audit and ``--explain`` all go through it."""
     engine = with_known_revision(config.engine)
-    sampling = config.sampling or prompt.sampling
+    sampling = config.sampling.over(prompt.sampling)
     return RunIdentity(
         engine=engine, sampling=sampling,
         fingerprint=run_fingerprint(prompt, sampling, engine, config.images),
@@ -126,7 +129,10 @@ def open_run(
     recovered = recover_staged(spark, config.results_table)
     stale = stale_rows(spark, scope, fingerprint, prompt)
     if stale and not config.replace:
-        raise FingerprintMismatch(mismatch_message(spark, scope, fingerprint, stale))
+        covered = covered_settings(
+            fingerprint_inputs(prompt, identity.sampling, identity.engine, config.images)
+        )
+        raise FingerprintMismatch(mismatch_message(spark, scope, fingerprint, stale, covered))
     tracker = RunTracker(config.mlflow)
     run_id = tracker.start(
         config.run_name or f"{prompt.key} {scope.model}",
@@ -164,8 +170,11 @@ def stale_rows(
 
 
 def mismatch_message(
-    spark: SparkSession, scope: ResultScope, fingerprint: str, stale: dict[str | None, int]
+    spark: SparkSession, scope: ResultScope, fingerprint: str, stale: dict[str | None, int],
+    covered: list[str],
 ) -> str:
+    """Why the run is refused, what the fingerprint covers (``covered``: dotted setting names),
+    and the two ways on."""
     found = ", ".join(
         f"{fp or 'unknown (written before fingerprints)'}: {rows} rows"
         for fp, rows in stale.items()
@@ -174,11 +183,13 @@ def mismatch_message(
     return (
         f"{scope.key}: {scope.table} already holds rows of this prompt version and model made "
         f"by another run fingerprint ({found}); this run's fingerprint is {fingerprint}. It "
-        "covers the rendered prompt, output schema, sampling, model id and revision, backend, "
-        "dtype, quantization and pixel bounds, so something among them changed. Either give "
-        "the changed prompt a new version (a new file in the prompt folder), or rerun with "
-        f"--replace to describe those {total} rows again (the table's Delta history keeps the "
-        f"old ones: version {latest_version(spark, scope.table)} has them)"
+        f"covers the rendered prompt, its output schema and {', '.join(covered)}, so something "
+        "among them changed (`candid describe --explain` shows their values), or Candid was "
+        "upgraded to a fingerprint layout that covers more settings (docs/operations.md, "
+        "\"Fingerprint layouts\"). Either give the changed prompt a new version (a new file in "
+        f"the prompt folder), or rerun with --replace to describe those {total} rows again (the "
+        f"table's Delta history keeps the old ones: version "
+        f"{latest_version(spark, scope.table)} has them)"
     )
 
 

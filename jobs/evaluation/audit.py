@@ -9,7 +9,8 @@ eval dataset (``truth_json``), else vocabulary objects the description does not 
 probably absent on real images).
 
 Rows go to a Delta table (appended, one ``audit_run_id`` per run) with the probe prompt's
-name, version and hash; the rates, each with a bootstrap interval, go to an MLflow run.
+name, version and hash; the rates, each with its interval (``udfs.evaluation.ab.rate_ci``: claims
+nest in rows, so per-claim rates get the cluster ratio interval), go to an MLflow run.
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ from jobs.evaluation.dataset import TRUTH_COLUMN
 from jobs.tables.delta_io import is_path, read_table, table_exists
 from jobs.tracking.prompt_store import resolve_prompt
 from jobs.tracking.runs import RunTracker
-from udfs.evaluation.ab import DEFAULT_BOOTSTRAP, BootstrapSettings, ci_metrics
-from udfs.evaluation.selfcheck import AuditResult
-from udfs.evaluation.stats import RateCI
+from udfs.evaluation.ab import DEFAULT_SETTINGS, IntervalSettings, ci_metrics
+from udfs.evaluation.intervals import RateCI
+from udfs.evaluation.selfcheck import AuditResult, audit_rate_cis
 from udfs.prompts import PromptSpec, load_prompt_file
 from udfs.runner.audit import (
     AuditTask,
-    audit_rate_cis,
     audit_schema_ddl,
     check_probe_template,
 )
@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 
 DEFAULT_PROBE_PROMPT = "conf/prompts/probes/probe_v1.yaml"
 AUDIT_SUFFIX = "_audit"
-# Rows per Arrow batch into the audit (the engine is fed as a stream across batches).
+# Rows per frame into the audit UDF (AuditTask.batch_size: the adapter cuts Spark's Arrow
+# batches to this many rows for this query alone); the engine is fed as a stream across frames,
+# so this sets how often results come back, not how full the engine is.
 DEFAULT_BATCH_ROWS = 64
 
 
@@ -107,7 +109,7 @@ def default_out_table(results_table: str) -> str:
 
 def run_audit(
     config: DescribeConfig, spark: SparkSession, options: AuditOptions,
-    make_engine: Callable | None = None, settings: BootstrapSettings = DEFAULT_BOOTSTRAP,
+    make_engine: Callable | None = None, settings: IntervalSettings = DEFAULT_SETTINGS,
 ) -> AuditSummary:
     """Audit a sample of the config's ok result rows; rows to Delta, rates to MLflow."""
     prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
@@ -122,7 +124,9 @@ def run_audit(
     run_id = tracker.start(f"audit {identity.scope.key}",
                            {"candid.job": "audit", "candid.prompt": prompt.key})
     task = AuditTask(engine=identity.engine, images=config.images, probe_prompt=probe,
-                     n_controls=options.n_controls, seed=options.seed, make_engine=make_engine)
+                     n_controls=options.n_controls, seed=options.seed, make_engine=make_engine,
+                     batch_size=options.batch_rows,
+                     claim_fields=dict(prompt.claims) if prompt.output.mode == "json" else None)
     try:
         audited = _second_pass(spark, sample, task, options, config)
         described = sample.drop("path", "json_mode", "controls")
@@ -171,11 +175,11 @@ def _sample(spark: SparkSession, config: DescribeConfig, rows: DataFrame,
 def _second_pass(spark: SparkSession, sample: DataFrame, task: AuditTask,
                  options: AuditOptions, config: DescribeConfig) -> DataFrame:
     """The probes on the executors; the result is cached so Delta and the rates read it once."""
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    spark.conf.set(key, str(options.batch_rows))
     partitions = config.partitions or spark.sparkContext.defaultParallelism
     inputs = sample.select("image_id", "path", "description", "structured_json", "json_mode",
                            "controls").repartition(partitions, "image_id")
+    # Frames of task.batch_size rows for this query alone (udfs.runner.spark_udf: not a
+    # session conf).
     audited = inputs.mapInPandas(make_partition_fn(task), audit_schema_ddl())
     audited = audited.cache()
     audited.count()
@@ -199,7 +203,7 @@ def _with_provenance(rows: DataFrame, probe: PromptSpec, run_id: str,
 
 
 def _summarise(table: DataFrame, run_id: str, scope: str, out: str, probe: PromptSpec,
-               controls_from: str, settings: BootstrapSettings) -> AuditSummary:
+               controls_from: str, settings: IntervalSettings) -> AuditSummary:
     from pyspark.sql import functions as F
 
     rows = table.where(F.col("audit_run_id") == run_id).collect()

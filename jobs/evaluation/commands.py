@@ -15,9 +15,16 @@ import argparse
 
 from pydantic import ConfigDict, Field
 
-from jobs.commandline.commands import Context, Handler, add_config_args, config_from
+from jobs.commandline.commands import (
+    Context,
+    Handler,
+    add_config_args,
+    add_optional_config_args,
+    config_from,
+)
 from jobs.config import ConfigError, SparkSettings, TrackingSettings
-from udfs.evaluation.ab import BootstrapSettings, format_ci
+from udfs.evaluation.ab import IntervalSettings, format_ci
+from udfs.evaluation.selfcheck import AUDIT_UNITS
 from udfs.settings import StrictModel
 
 EVAL_EXPERIMENT = "candid-eval"
@@ -54,8 +61,10 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     score.add_argument("--page", help="review page to write [default: build/reviews/eval-<run>"
                        ".html]")
     score.add_argument("--page-images", type=int, default=100, help="images on the page")
-    score.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-    score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    score.add_argument("--prompts", default="conf/prompts", help="prompt folder: JSON prompt "
+                       "versions are read by their files' claims declarations [default: "
+                       "conf/prompts]")
+    add_detect_arg(score)
     _add_optional_config(score)
     audit = sub.add_parser("audit", help="self-check: the model answers yes/no about its own "
                            "claims, with the image (a hallucination proxy without truth)")
@@ -67,15 +76,25 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     audit.add_argument("--probe-prompt", default="conf/prompts/probes/probe_v1.yaml",
                        help="the versioned probe prompt file")
     audit.add_argument("--batch-rows", type=int, default=64,
-                       help="rows per batch; requests are grouped by question within one")
+                       help="rows per frame into the audit UDF (results come back a frame "
+                       "at a time; the engine is fed across frames)")
+
+
+def add_detect_arg(parser: argparse.ArgumentParser) -> None:
+    """``--detect D``: also print the images needed to detect a difference D in a rate."""
+    parser.add_argument("--detect", type=float, metavar="DIFF", help="a difference in a yes/no "
+                        "rate to detect (e.g. 0.05): print the images needed (power 0.8, "
+                        "alpha 0.05, paired)")
+
+
+def check_detect(detect: float | None) -> None:
+    """Refuse a ``--detect`` outside (0, 1) before Spark starts."""
+    if detect is not None and not 0 < detect < 1:
+        raise ConfigError(f"--detect must be a difference between 0 and 1, got {detect}")
 
 
 def _add_optional_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="a job YAML whose spark and mlflow sections to use "
-                        "(e.g. conf/demo.yaml); default: local Spark, MLflow in build/mlflow")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a field, e.g. --set "
-                        "mlflow.experiment=my-eval")
+    add_optional_config_args(parser, "mlflow.experiment=my-eval")
 
 
 def _cmd_eval(args: argparse.Namespace, context: Context) -> int:
@@ -105,11 +124,12 @@ def _score(args: argparse.Namespace, context: Context) -> int:
     from jobs.evaluation.score import run_score, verdict_lines
 
     settings = config_from(args, EvalSettings)
-    if args.resamples < 1 or args.page_images < 0:
-        raise ConfigError("--resamples must be at least 1 and --page-images at least 0")
+    if args.page_images < 0:
+        raise ConfigError("--page-images must be at least 0")
+    check_detect(args.detect)
     report = run_score(
         context.spark(settings.spark), args.results, args.truth, settings.mlflow, args.page,
-        args.page_images, BootstrapSettings(resamples=args.resamples, seed=args.seed),
+        args.page_images, IntervalSettings(detect=args.detect), args.prompts,
     )
     scored = sum(len(g.rows) for g in report.groups)
     context.say(f"scored {scored} ok result rows of {report.results_table} against "
@@ -137,7 +157,7 @@ def _cmd_audit(args: argparse.Namespace, context: Context) -> int:
                 f"{done.claims} claims and {done.controls} controls asked "
                 f"(controls from {done.controls_from})")
     for name, ci in done.rates.items():
-        context.say(f"  {name} {format_ci(ci)}")
+        context.say(f"  {name} {format_ci(ci, units=AUDIT_UNITS.get(name, ''))}")
     context.say(f"audit rows: {done.out_table} (probe prompt {done.probe_prompt}, hash "
                 f"{done.probe_hash}, audit run {done.run_id})")
     _say_run(context, None, done.run_id, done.tracking_failures)

@@ -31,16 +31,20 @@ from jobs.tables.results import fingerprint_counts, tally
 from jobs.tracking.prompt_store import resolve_version
 from jobs.tracking.runs import RunTracker
 from udfs.evaluation.ab import (
+    ANY_FLAG,
+    DEFAULT_SETTINGS,
+    IntervalSettings,
     PairedVerdict,
     ci_metrics,
     flag_names,
     flag_rate_cis,
     flag_verdicts,
     format_ci,
+    format_power,
     rate_ci,
     verdict_metrics,
 )
-from udfs.evaluation.stats import RateCI
+from udfs.evaluation.intervals import RateCI
 from udfs.outputs.guardrails import GUARDRAIL_DESCRIPTIONS
 from udfs.outputs.tally import Tally
 from udfs.prompts import PromptSpec
@@ -82,13 +86,14 @@ class CompareSummary:
 
 @dataclass(frozen=True)
 class FlagAB:
-    """Flag rates with bootstrap intervals per prompt version (``ok_rate`` over all sampled
-    rows, each flag and ``any_flag`` over the ok rows, as ``Tally.flag_rates``), and for every
-    pair of versions the paired verdict of each flag on the images both described (McNemar on
-    the per-image flags)."""
+    """Flag rates with intervals per prompt version (``ok_rate`` over all sampled rows, each
+    flag and ``any_flag`` over the ok rows, as ``Tally.flag_rates``), and for every pair of
+    versions the paired verdict of each flag on the images both described (Newcombe's
+    interval, McNemar's exact test and the sample-size figures on the per-image flags)."""
 
     rates: dict[str, dict[str, RateCI]]
     verdicts: list[tuple[str, str, list[PairedVerdict]]]
+    settings: IntervalSettings = DEFAULT_SETTINGS
 
 
 def stratum_column(inputs: DataFrame, metrics: DataFrame | None):
@@ -166,7 +171,7 @@ def side_by_side(results: DataFrame, prompts: list[PromptSpec]) -> DataFrame:
 def run_compare(
     config: DescribeConfig, versions: list[str], sample_size: int, out_dir: str,
     spark: SparkSession, seed: int = 0, reporter: Reporter | None = None,
-    make_engine: Callable | None = None,
+    make_engine: Callable | None = None, settings: IntervalSettings = DEFAULT_SETTINGS,
 ) -> CompareSummary:
     """Sample, describe with each version, and write the side-by-side table and review page."""
     out = Path(out_dir).resolve()
@@ -191,7 +196,7 @@ def run_compare(
     tracker = RunTracker(config.mlflow)
     run_id = tracker.start(f"compare {','.join(versions)}", {"candid.job": "compare"})
     records = [r.asDict() for r in results.orderBy("image_id").collect()]
-    ab = flag_ab(records, prompts)
+    ab = flag_ab(records, prompts, settings)
     html = _write_page(records, prompts, per_prompt, out, run_id, config, ab)
     _log_compare(tracker, per_prompt, table, html, ab)
     return CompareSummary(
@@ -200,7 +205,8 @@ def run_compare(
     )
 
 
-def flag_ab(records: list[dict[str, Any]], prompts: list[PromptSpec]) -> FlagAB:
+def flag_ab(records: list[dict[str, Any]], prompts: list[PromptSpec],
+            settings: IntervalSettings = DEFAULT_SETTINGS) -> FlagAB:
     """``FlagAB`` from the sampled result rows (one per image and prompt version)."""
     rows: dict[str, dict[str, list[str] | None]] = {p.version: {} for p in prompts}
     for r in records:
@@ -211,13 +217,13 @@ def flag_ab(records: list[dict[str, Any]], prompts: list[PromptSpec]) -> FlagAB:
     rates = {}
     for version, per_image in rows.items():
         ok = [0.0 if flags_ is None else 1.0 for flags_ in per_image.values()]
-        ok_ci = rate_ci((ok, [1.0] * len(ok)))
+        ok_ci = rate_ci((ok, [1.0] * len(ok)), settings)
         rates[version] = {**({"ok_rate": ok_ci} if ok_ci else {}),
-                          **flag_rate_cis(per_image, flags)}
+                          **flag_rate_cis(per_image, flags, settings)}
     versions = list(rows)
-    verdicts = [(a, b, flag_verdicts((a, rows[a]), (b, rows[b]), flags))
+    verdicts = [(a, b, flag_verdicts((a, rows[a]), (b, rows[b]), flags, settings))
                 for i, a in enumerate(versions) for b in versions[i + 1:]]
-    return FlagAB(rates, verdicts)
+    return FlagAB(rates, verdicts, settings)
 
 
 def _overwrite(frame: DataFrame, path: Path) -> None:
@@ -314,12 +320,23 @@ def _log_compare(
 
 
 def ab_lines(ab: FlagAB) -> list[str]:
-    """What the CLI prints: each version's rates with intervals, then each pair's verdicts."""
-    lines = [f"  {version} rates (95% CI): "
+    """What the CLI prints: each version's rates with intervals, each pair's verdicts, and
+    for each pair what its sample could detect in ``any_flag`` (and the images needed for
+    ``--detect``)."""
+    lines = [f"  {version} rates: "
              + "; ".join(f"{name} {format_ci(ci, percent=True)}" for name, ci in rates.items())
              for version, rates in ab.rates.items()]
-    return lines + [f"  {b} vs {a}: {v.line(percent=True)}"
-                    for a, b, verdicts in ab.verdicts for v in verdicts]
+    lines += [f"  {b} vs {a}: {v.line(percent=True)}"
+              for a, b, verdicts in ab.verdicts for v in verdicts]
+    settings = ab.settings
+    head = f"sample size (power {settings.power:g}, alpha {settings.alpha:g}, paired)"
+    return lines + [
+        f"  {b} vs {a} {head}: {v.metric}: "
+        f"{format_power(v.detectable, settings.detect, v.needed, percent=True)} "
+        f"({v.n_images} images)"
+        for a, b, verdicts in ab.verdicts for v in verdicts
+        if v.metric == ANY_FLAG and v.detectable is not None
+    ]
 
 
 def ab_metrics(ab: FlagAB) -> dict[str, float]:

@@ -3,30 +3,45 @@
 Select rows by MLflow run id (``--run-id``) or by the config's prompt version and model; the page
 is written locally and, when the run is known to MLflow, logged to that run as
 ``review/<file>.html`` so it opens from the MLflow UI.
+
+With ``--label`` the page is for labelling (``jobs.review.labelling``): it shows a random
+sample of the ok rows of the selection's prompt version and model (with the run's fingerprint
+when a run is given), which is what ``candid labels score`` scales its rates to, and every
+output gets verdict buttons.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.config import DescribeConfig
 from jobs.describe.start import identify_run
+from jobs.review.labelling import LabelSet
 from jobs.review.page import PromptColumn, review_rows_from_records, write_review_page
 from jobs.tables.delta_io import read_table
 from jobs.tables.results import fingerprint_counts, tally, with_fingerprint_column
 from jobs.tracking.prompt_store import resolve_prompt
 from jobs.tracking.runs import RunTracker
+from udfs.images.prepare import STATUS_OK
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
+@dataclass(frozen=True)
+class LabelSample:
+    """Labelling mode: a random sample (by a hash of image_id and ``seed``) of ok rows."""
+
+    seed: int = 0
+
+
 def run_review(
     spark: SparkSession, config: DescribeConfig, run_id: str | None = None,
-    limit: int = 200, out: str | None = None,
+    limit: int = 200, out: str | None = None, label: LabelSample | None = None,
 ) -> tuple[str, int]:
-    """Write the review page; returns (path, rows shown).
+    """Write the review page (a labelling page with ``label``); returns (path, rows shown).
 
     Raises:
         ValueError: no result rows match the selection.
@@ -35,14 +50,23 @@ def run_review(
     totals = tally(selected)
     if not totals.rows:
         raise ValueError(f"no result rows for {what} in {config.results_table}")
-    records = [r.asDict() for r in selected.orderBy("image_id").limit(limit).collect()]
-    columns = [_column(selected, record) for record in _first_per_prompt(records)]
     facts = {"selection": what, "results table": config.results_table,
-             "rows in selection": totals.rows, "rows shown": len(records),
-             "status counts": totals.describe_statuses()}
-    target = out or str(Path("build/reviews") / f"{_file_name(run_id or what)}.html")
-    path = write_review_page(target, f"Candid review: {what}", columns,
-                             review_rows_from_records(records), facts)
+             "rows in selection": totals.rows, "rows by status": dict(sorted(
+                 totals.statuses.items()))}
+    label_set = None
+    if label is None:
+        shown = selected.orderBy("image_id")
+    else:
+        shown, label_set = _label_sample(spark, config, selected, what, label, limit)
+        facts["labelling sample"] = label_set.sample
+    records = [r.asDict() for r in shown.limit(limit).collect()]
+    facts["rows shown"] = len(records)
+    columns = [_column(selected, record) for record in _first_per_prompt(records)]
+    name = _file_name(run_id or what) + ("-labels" if label else "")
+    target = out or str(Path("build/reviews") / f"{name}.html")
+    title = f"Candid {'labelling' if label else 'review'}: {what}"
+    path = write_review_page(target, title, columns, review_rows_from_records(records), facts,
+                             label_set=label_set)
     tracker = RunTracker(config.mlflow)
     if run_id and tracker.resume(run_id):
         # Artifacts can be added to a finished run; the page then opens from the MLflow UI.
@@ -61,6 +85,31 @@ def _selection(
     prompt = resolve_prompt(config.prompt, config.mlflow.tracking_uri)
     scope = identify_run(config, prompt).scope
     return scope.rows(spark), scope.key
+
+
+def _label_sample(
+    spark: SparkSession, config: DescribeConfig, selected: DataFrame, what: str,
+    label: LabelSample, limit: int,
+) -> tuple[DataFrame, LabelSet]:
+    """The rows to label: ok rows of the selection's prompt versions and models (and, for a
+    run, its fingerprints: every row that run's configuration made, whichever run wrote it),
+    in a random order fixed by the seed; ``limit`` of them are shown."""
+    from pyspark.sql import functions as F
+
+    population = selected.where(F.col("status") == STATUS_OK)
+    if what.startswith("run "):
+        keys = selected.select("prompt_name", "prompt_version", "model", "run_fingerprint")
+        table = with_fingerprint_column(read_table(spark, config.results_table))
+        population = table.where(F.col("status") == STATUS_OK).join(
+            keys.distinct(), ["prompt_name", "prompt_version", "model", "run_fingerprint"],
+            "left_semi")
+    size = population.count()
+    if not size:
+        raise ValueError(f"no ok rows to label for {what} in {config.results_table}")
+    drawn = population.orderBy(F.xxhash64("image_id", F.lit(label.seed)), "image_id")
+    sample = (f"{min(limit, size)} of the {size} ok rows of {what}, drawn at random (hash of "
+              f"image_id, seed {label.seed})")
+    return drawn, LabelSet(selection=what, results_table=config.results_table, sample=sample)
 
 
 def _first_per_prompt(records: list[dict]) -> list[dict]:

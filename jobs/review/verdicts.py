@@ -8,14 +8,14 @@ so the page keeps its Content-Security-Policy.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from jobs.review.html_text import escape as _e
+from jobs.review.html_text import words
 from udfs.evaluation.ab import PairedVerdict, format_p
 from udfs.evaluation.ab import format_rate as _n
-from udfs.evaluation.stats import RateCI
+from udfs.evaluation.intervals import RateCI
 
 # What each grounding metric measures (tooltips and the docs say the same; see docs/EVAL.md).
 GROUNDING_METRIC_NOTES: dict[str, str] = {
@@ -33,10 +33,18 @@ GROUNDING_METRIC_NOTES: dict[str, str] = {
     "color_error": "Share of colour mentions naming a colour drawn nowhere in the scene.",
     "subject_named": "Share of descriptions naming the subject's type.",
     "json_invalid": "JSON-mode rows whose output did not validate (they claim nothing).",
+    "auroc_mean_logprob": "How well a low mean token log-probability picks out descriptions "
+    "with a hallucination (0.5: not at all, 1: perfectly). Meaningless for a random-weight "
+    "test model.",
+    "auroc_min_logprob": "How well a low minimum token log-probability picks out descriptions "
+    "with a hallucination (0.5: not at all, 1: perfectly).",
+    "guardrails_precision": "Descriptions with a hallucination among those a guardrail flagged.",
+    "guardrails_recall": "Descriptions a guardrail flagged among those with a hallucination.",
 }
 # Metrics where a higher rate is the better one (all others: lower is better).
 HIGHER_IS_BETTER = frozenset({"count_correct", "count_accuracy_when_stated", "coverage",
-                              "subject_named"})
+                              "subject_named", "auroc_mean_logprob", "auroc_min_logprob",
+                              "guardrails_precision", "guardrails_recall"})
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,8 @@ def _rates_table(columns: Sequence[RatesColumn], notes: Mapping[str, str], perce
         metrics += [m for m in column.rates if m not in metrics]
     head = "".join(f'<th title="{_e(c.detail)}">{_e(c.label)}</th>' for c in columns)
     body = "".join(
-        f'<tr class="ab-rate" data-metric="{_e(m)}"><td title="{_e(notes.get(m, ""))}">{_e(m)}'
-        f"</td>{''.join(_rate_cell(c.rates.get(m), percent) for c in columns)}</tr>"
+        f'<tr class="ab-rate" data-metric="{_e(m)}"><td title="{_e(notes.get(m, ""))}">'
+        f"{_e(words(m))}</td>{''.join(_rate_cell(c.rates.get(m), percent) for c in columns)}</tr>"
         for m in metrics
     )
     return (f'<table class="ab-rates"><thead><tr><th>rate (95% CI)</th>{head}</tr></thead>'
@@ -99,9 +107,12 @@ def _rates_table(columns: Sequence[RatesColumn], notes: Mapping[str, str], perce
 
 
 def _rate_cell(ci: RateCI | None, percent: bool) -> str:
+    """The rate, the counts behind it (``0 of 20``: never a bare, certain-looking 0) and its
+    interval."""
     if ci is None:
         return '<td class="num missing">n/a</td>'
-    return (f'<td class="num">{_e(_n(ci.estimate, percent))}<div class="meta">'
+    counts = (f"{ci.events:g} of {ci.total:g}" if ci.counted else f"{ci.n_items} images")
+    return (f'<td class="num">{_e(_n(ci.estimate, percent))}<div class="meta">{_e(counts)}; '
             f"{_e(_n(ci.low, percent))}..{_e(_n(ci.high, percent))}</div></td>")
 
 
@@ -113,8 +124,9 @@ def _verdicts_table(verdicts: Sequence[PairedVerdict], notes: Mapping[str, str],
         "<th>comparison</th><th>metric</th><th>A</th><th>B</th><th>B - A</th><th>95% CI</th>"
         f"<th>McNemar p</th><th>images</th></tr></thead><tbody>{rows}</tbody></table>"
         '<p class="note">Green: B is better and the interval of the difference excludes 0; red: '
-        "B is worse and it excludes 0. McNemar's test is run on metrics that are one yes/no per "
-        "image.</p>"
+        "B is worse and it excludes 0. Metrics that are one yes/no per image: Newcombe's "
+        "interval and McNemar's exact test; rates over mentions or claims (nested in images): "
+        "the square-and-add interval of two cluster ratio intervals (docs/EVAL.md).</p>"
     )
 
 
@@ -122,14 +134,21 @@ def _verdict_row(v: PairedVerdict, notes: Mapping[str, str], higher_is_better: C
                  percent: bool) -> str:
     css = _verdict_class(v, higher_is_better)
     p = format_p(v.mcnemar.p_value) if v.mcnemar is not None else ""
-    cells = [f"{v.candidate} vs {v.baseline}", v.metric, _n(v.rate_a, percent),
+    cells = [f"{v.candidate} vs {v.baseline}", words(v.metric), _n(v.rate_a, percent),
              _n(v.rate_b, percent), _n(v.diff.estimate, percent, True),
              f"{_n(v.diff.low, percent, True)}..{_n(v.diff.high, percent, True)}", p,
-             str(v.n_images)]
+             _images(v)]
     tip = notes.get(v.metric, "")
     tds = "".join(f'<td title="{_e(tip)}">{_e(c)}</td>' if i == 1 else f"<td>{_e(c)}</td>"
                   for i, c in enumerate(cells))
     return f'<tr class="ab-verdict {css}" data-metric="{_e(v.metric)}">{tds}</tr>'
+
+
+def _images(v: PairedVerdict) -> str:
+    """The paired images, and for a rate over nested units both versions' unit totals."""
+    if v.mcnemar is not None or v.units == "images":
+        return str(v.n_images)
+    return f"{v.n_images} ({v.units_a:g} and {v.units_b:g} {v.units})"
 
 
 def _verdict_class(v: PairedVerdict, higher_is_better: Collection[str]) -> str:
@@ -138,7 +157,3 @@ def _verdict_class(v: PairedVerdict, higher_is_better: Collection[str]) -> str:
         return ""
     up = v.diff.estimate > 0
     return "verdict-better" if up == (v.metric in higher_is_better) else "verdict-worse"
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)

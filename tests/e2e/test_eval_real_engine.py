@@ -62,7 +62,7 @@ def test_dataset_describe_score_and_audit_with_vllm(spark, tiny_model_dir, tmp_p
     assert any(line.startswith(f"scored {ok} ok result rows of {config.results_table}")
                for line in lines), lines
     assert any(re.match(r"  v2 vs v1: hallucination_per_description \d\.\d\d -> \d\.\d\d, diff "
-                        r"[+-]\d\.\d\d \(95% CI [+-]\d\.\d\d\.\.[+-]\d\.\d\d\), McNemar p=", line)
+                        r"[+-]\d\.\d\d \(95% CI [+-]\d\.\d\d\.\.[+-]\d\.\d\d\), McNemar exact p[=<]", line)
                for line in lines), lines
     client = MlflowClient(tracking_uri=config.mlflow.tracking_uri)
     metrics = client.get_run(_run_id(lines)).data.metrics

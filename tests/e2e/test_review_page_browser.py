@@ -12,7 +12,6 @@ Chromium is a test requirement, not optional: a missing browser fails with the i
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,11 +25,11 @@ from jobs.review.page import (
     thumbnail_data_uri,
     write_review_page,
 )
+from tests.chromium import CHROMIUM_FLAGS, chromium_binary
 from tests.html_dom import Dom
 
 pytestmark = pytest.mark.e2e
 
-INSTALL_HINT = "run scripts/install_chromium.sh (as root; it apt-get installs `chromium`)"
 CHROMIUM_TIMEOUT_S = 90
 WINDOW = (1280, 1800)  # tall enough for every row of the page below
 # Saturated colours that the page's own CSS never uses, one per thumbnail.
@@ -38,23 +37,7 @@ THUMB_COLOURS = [(220, 30, 30), (30, 170, 50), (30, 60, 220), (235, 190, 20), (1
 COLOUR_TOLERANCE = 40
 # A 160x120 thumbnail has 19,200 pixels; JPEG edges and scaling lose a few.
 MIN_PIXELS_PER_THUMBNAIL = 10_000
-# Both flags keep Chromium from reaching anything: no DNS, and a proxy that refuses.
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND",
-    "--proxy-server=127.0.0.1:9", "--enable-logging=stderr", "--v=0",
-]
 EVIL = "<script>document.body.innerHTML = 'pwned'</script>"
-
-
-def chromium_binary() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and Path("/usr/bin/chromium").exists():
-        found = "/usr/bin/chromium"
-    if found is None:
-        pytest.fail(f"headless Chromium is required for the review-page tests: {INSTALL_HINT}")
-    return found
 
 
 def run_chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:

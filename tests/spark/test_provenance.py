@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import IngestConfig
+from jobs.config import DescribeConfig, IngestConfig, load_config
 from jobs.describe.run import run_describe
 from jobs.describe.start import FingerprintMismatch
 from jobs.tables.delta_io import latest_version, read_table
@@ -22,12 +22,14 @@ from tests.fakes import make_fake_engine
 
 pytestmark = pytest.mark.spark
 # describe_config's settings (model id test/tiny-qwen2-vl, a fake engine's free model string,
-# float32, max_pixels 200704) with conf/prompts/describe_v2.yaml as shipped...
-V2 = "654df888ba6773d9"
+# float32, vLLM with max_model_len 2048, max_pixels 200704) with conf/prompts/describe_v2.yaml as
+# shipped, under fingerprint layout 2 (layout 1 gave 654df888ba6773d9, 0f50366ea4eafb7f and
+# 3e12d94cf381ac35: docs/operations.md, "Fingerprint layouts")...
+V2 = "3c8c944aa33c7ae8"
 # ... with its instructions edited to "in exactly five words",
-V2_EDITED = "0f50366ea4eafb7f"
+V2_EDITED = "2874cacc11fd8f61"
 # ... and with sampling overridden to max_tokens 12.
-V2_SHORT = "3e12d94cf381ac35"
+V2_SHORT = "9a4738d5b3d652c8"
 
 
 def _prompt_folder(tmp: Path) -> Path:
@@ -84,7 +86,7 @@ def test_an_edited_prompt_is_refused_then_replaced_with_history_kept(spark, desc
 
 def test_a_sampling_override_is_refused(spark, described):
     config, _, _ = described
-    shorter = type(config).model_validate({**config.model_dump(), "sampling": {"max_tokens": 12}})
+    shorter = load_config(DescribeConfig, config.model_dump(), sampling__max_tokens=12)
     with pytest.raises(FingerprintMismatch, match=f"this run's fingerprint is {V2_SHORT}"):
         run_describe(shorter, spark, make_engine=make_fake_engine)
 

@@ -1,16 +1,18 @@
-"""A/B verdicts: rates with intervals, paired verdicts (paired bootstrap + McNemar) and the
-guardrail-flag comparisons of ``candid compare``, on small cases worked out by hand."""
+"""A/B verdicts: rates with intervals, paired verdicts (Newcombe or square-and-add, exact
+McNemar, sample size) and the guardrail-flag comparisons of ``candid compare``, on small cases
+worked out by hand or with scipy."""
 
 from __future__ import annotations
 
 import doctest
 
 import pytest
+from scipy import stats
 
 from udfs.evaluation import ab
 from udfs.evaluation.ab import (
     ANY_FLAG,
-    BootstrapSettings,
+    IntervalSettings,
     aligned,
     flag_names,
     flag_rate_cis,
@@ -35,51 +37,82 @@ def test_rate_ci_of_a_ratio_of_sums():
     ci = rate_ci(([1, 0, 2], [2, 1, 3]))
     assert ci.estimate == pytest.approx(3 / 6)
     assert 0 <= ci.low <= ci.estimate <= ci.high <= 1
-    assert ci.n_items == 3
+    assert (ci.n_items, ci.method) == (3, "cluster_ratio")
 
 
-def test_every_image_fixed_is_a_certain_difference_with_its_exact_mcnemar_p():
-    v = paired_verdict("hallucination_per_description", ("v1", ONES), ("v2", ZEROS), binary=True)
+def test_a_yes_no_rate_is_a_share_with_its_exact_interval():
+    ci = rate_ci(([0, 1, 0, 0, 1], [1] * 5))
+    ref = stats.binomtest(2, 5).proportion_ci(method="exact")
+    assert (ci.method, ci.estimate) == ("clopper_pearson", 0.4)
+    assert (ci.low, ci.high) == pytest.approx((ref.low, ref.high))
+
+
+def test_images_where_a_rate_is_undefined_are_left_out():
+    # A rate per stated count: rows 2 and 4 stated none; it is 1 of 2, a share.
+    ci = rate_ci(([1, 0, 0, 0], [1, 0, 1, 0]))
+    assert (ci.estimate, ci.n_items, ci.method) == (0.5, 2, "clopper_pearson")
+
+
+def test_every_image_fixed_is_not_a_certain_difference():
+    v = paired_verdict("hallucination_per_description", ("v1", ONES), ("v2", ZEROS))
     assert (v.rate_a, v.rate_b) == (1.0, 0.0)
-    assert (v.diff.estimate, v.diff.low, v.diff.high) == (-1.0, -1.0, -1.0)
+    assert v.diff.estimate == -1.0 and v.diff.low == -1.0 and -1.0 < v.diff.high < 0
     # 4 discordant pairs all one way: p = 2 * (1/2)^4.
     assert (v.mcnemar.b, v.mcnemar.c, v.mcnemar.p_value) == (4, 0, 0.125)
+    high = f"{v.diff.high:+.2f}"
     assert v.line() == ("hallucination_per_description 1.00 -> 0.00, diff -1.00 "
-                        "(95% CI -1.00..-1.00), McNemar p=0.12 (n=4)")
-    assert v.line(percent=True) == ("hallucination_per_description 100% -> 0%, diff -100% "
-                                    "(95% CI -100%..-100%), McNemar p=0.12 (n=4)")
+                        f"(95% CI -1.00..{high}), McNemar exact p=0.12 (b=4, c=0; 4 images)")
+    assert v.line(percent=True).startswith("hallucination_per_description 100% -> 0%, diff "
+                                           "-100% (95% CI -100%..")
 
 
 def test_mcnemar_counts_only_the_discordant_images():
     a = ([1, 1, 0, 0, 1, 0], [1] * 6)
     b = ([0, 1, 1, 0, 0, 0], [1] * 6)
-    v = paired_verdict("count_wrong", ("v1", a), ("v2", b), binary=True)
+    v = paired_verdict("count_wrong", ("v1", a), ("v2", b))
     # image 0 and 4: A only (b=2); image 2: B only (c=1); p = 2 * P(X<=1), X~Bin(3, 1/2) = 1.
     assert (v.mcnemar.b, v.mcnemar.c, v.mcnemar.p_value) == (2, 1, 1.0)
     assert v.diff.estimate == pytest.approx(2 / 6 - 3 / 6)
 
 
 def test_non_binary_metrics_get_no_mcnemar():
-    v = paired_verdict("coverage", ("v1", ([0.5, 1.0], [1, 1])), ("v2", ([1.0, 1.0], [1, 1])),
-                       binary=False)
+    v = paired_verdict("coverage", ("v1", ([0.5, 1.0], [1, 1])), ("v2", ([1.0, 1.0], [1, 1])))
     assert v.mcnemar is None and "McNemar" not in v.line()
-    assert v.diff.estimate == pytest.approx(0.25)
+    assert v.diff.estimate == pytest.approx(0.25) and v.diff.method == "mover_paired_ratio"
+    assert v.detectable is None
+
+
+def test_a_per_mention_verdict_says_images_and_mentions():
+    a = ([1, 0, 2], [3, 2, 4])
+    b = ([0, 0, 1], [2, 2, 5])
+    v = paired_verdict("hallucination_per_mention", ("v1", a), ("v2", b), units="mentions")
+    assert (v.n_images, v.units_a, v.units_b) == (3, 9.0, 9.0)
+    assert v.line().endswith("(3 images; 9 and 9 mentions)")
 
 
 def test_paired_verdict_refuses_unpaired_and_skips_undefined():
     with pytest.raises(ValueError, match="v1 has 2 images, v2 3"):
-        paired_verdict("m", ("v1", ([1, 0], [1, 1])), ("v2", ([1, 0, 0], [1, 1, 1])), True)
-    assert paired_verdict("m", ("v1", ([], [])), ("v2", ([], [])), True) is None
-    assert paired_verdict("m", ("v1", ([0], [0])), ("v2", ([1], [1])), False) is None
+        paired_verdict("m", ("v1", ([1, 0], [1, 1])), ("v2", ([1, 0, 0], [1, 1, 1])))
+    assert paired_verdict("m", ("v1", ([], [])), ("v2", ([], []))) is None
+    assert paired_verdict("m", ("v1", ([0], [0])), ("v2", ([1], [1]))) is None
 
 
-def test_settings_change_the_interval_not_the_estimate():
+def test_confidence_changes_the_interval_not_the_estimate():
     data = ([1, 0, 1, 1, 0, 1, 0, 1], [1] * 8)
-    narrow = rate_ci(data, BootstrapSettings(confidence=0.5, resamples=500, seed=3))
-    wide = rate_ci(data, BootstrapSettings(confidence=0.99, resamples=500, seed=3))
+    narrow = rate_ci(data, IntervalSettings(confidence=0.5))
+    wide = rate_ci(data, IntervalSettings(confidence=0.99))
     assert narrow.estimate == wide.estimate == 5 / 8
     assert wide.low <= narrow.low and narrow.high <= wide.high
-    assert rate_ci(data, BootstrapSettings(seed=9)) == rate_ci(data, BootstrapSettings(seed=9))
+
+
+def test_a_yes_no_verdict_carries_its_sample_size_figures():
+    a = ([1] * 30 + [0] * 170, [1] * 200)
+    b = ([1] * 20 + [0] * 10 + [1] * 4 + [0] * 166, [1] * 200)  # b = 10, c = 4
+    v = paired_verdict("flag", ("v1", a), ("v2", b), IntervalSettings(detect=0.05))
+    assert v.detectable.basis == "observed discordance" and v.detectable.discordance == 14 / 200
+    assert 0 < v.detectable.value <= 14 / 200
+    assert v.needed.value > 200  # 0.05 needs more than these 200 images
+    assert "b_vs_a.flag.images_needed" in verdict_metrics("b_vs_a", [v])
 
 
 def test_aligned_pairs_by_image_id_and_drops_undefined():
@@ -127,18 +160,21 @@ def test_flag_verdicts_pair_the_images_both_described():
 
 
 def test_verdict_metrics_name_every_number():
-    v = paired_verdict("count_wrong", ("v1", ONES), ("v2", ZEROS), binary=True)
+    v = paired_verdict("count_wrong", ("v1", ONES), ("v2", ZEROS))
     assert verdict_metrics("v2_vs_v1", [v]) == {
         "v2_vs_v1.count_wrong.diff": -1.0, "v2_vs_v1.count_wrong.diff_ci_low": -1.0,
-        "v2_vs_v1.count_wrong.diff_ci_high": -1.0, "v2_vs_v1.count_wrong.mcnemar_p": 0.125,
+        "v2_vs_v1.count_wrong.diff_ci_high": v.diff.high, "v2_vs_v1.count_wrong.mcnemar_p": 0.125,
+        # 4 images, all discordant: only a difference of nearly 1 is detectable.
+        "v2_vs_v1.count_wrong.detectable_diff": pytest.approx(1.0, abs=0.01),
     }
 
 
 def test_formatting():
     assert format_p(0.049999) == "0.05" and format_p(0.00009) == "<0.0001"
-    ci = rate_ci(ONES)
-    assert format_ci(ci) == "1.00 (95% CI 1.00..1.00)"
-    assert format_ci(ci, percent=True) == "100% (95% CI 100%..100%)"
+    ci = rate_ci(ONES)  # 4 of 4: Clopper-Pearson's lower bound is 0.025 ** (1/4) = 0.40
+    assert format_ci(ci) == "1.00 (4 of 4; 95% CI 0.40..1.00)"
+    assert format_ci(ci, percent=True) == "100% (4 of 4; 95% CI 40%..100%)"
+    assert format_ci(rate_ci(([0.5, 1.0], [1, 1]))).startswith("0.75 (2 images; 95% CI ")
 
 
 def test_docstring_examples_run():

@@ -1,8 +1,8 @@
 """The audit's second pass on pandas frames with a fake engine, through the one executor runner:
 probes per row, one request per probe streamed to the engine (a batch-wise engine gets one
 generate call per distinct question among the requests in flight), each image read once,
-answers back to their rows, error rows, engine death, the probe prompt file, and the rates with
-intervals."""
+answers back to their rows, error rows, engine death, the probe prompt file, and JSON rows read
+by the described prompt's claims declaration (the rates: test_selfcheck.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ from PIL import Image
 
 from tests.fakes import StreamingFakeEngine
 from udfs.engines.base import Engine, EngineDeadError, Generation
-from udfs.evaluation.selfcheck import AuditResult, audit_rates
 from udfs.outputs.guardrails import check_prompt
 from udfs.prompts import PromptSpec, load_prompt_file
 from udfs.runner import audit as audit_rows
 from udfs.runner.audit import (
     AuditTask,
-    audit_rate_cis,
     check_probe_template,
     probe_prompt,
 )
@@ -170,16 +168,6 @@ def test_the_shipped_probe_prompt_is_sound():
     assert check_prompt(spec) == []
 
 
-def test_rate_intervals_estimate_what_audit_rates_says():
-    results = [AuditResult(4, ("a",), ("a",), 2, ("control:car",)),
-               AuditResult(0, (), (), 2, ()), AuditResult(3, ("b", "c"), (), 2, ())]
-    cis = audit_rate_cis(results)
-    assert {k: ci.estimate for k, ci in cis.items()} == {
-        k: r.value for k, r in audit_rates(results).items()}
-    assert cis["unconfirmed_per_claim"].estimate == pytest.approx(3 / 7)
-    assert cis["rows_with_unconfirmed"].n_items == 2  # the row without claims is left out
-
-
 def test_docstring_examples_run():
     assert doctest.testmod(audit_rows).failed == 0
 
@@ -217,7 +205,7 @@ def test_probes_stream_through_the_shared_runner_and_each_image_is_read_once(
         ("none", blue, "Something.", []),  # no claim, no control: nothing asked, nothing read
         ("b", blue, "A blue mug.", ["drawer", "lamp"]),
     ])
-    engine = AnsweringStreamEngine(EngineSettings(model="fake", max_num_seqs=2), ImageSettings())
+    engine = AnsweringStreamEngine(EngineSettings(model="fake", vllm={"max_num_seqs": 2}), ImageSettings())
     engine.asked = []
     engine.script = {(_q("Is there a mug in this image?"), RED): "Yes.",
                      (_q("Is the mug red?"), RED): "yes",
@@ -236,3 +224,21 @@ def test_probes_stream_through_the_shared_runner_and_each_image_is_read_once(
     total = len(engine.asked)
     assert all(in_flight >= 2 for in_flight, submitted in engine.in_flight_at_step
                if submitted < total)
+
+
+def test_json_rows_are_probed_by_the_declared_claim_fields(tmp_path):
+    red = _image(tmp_path, "red", RED)
+    output = json.dumps({"thing": "mug", "paint": ["red"], "mood": "calm"})
+    frame = _frame(tmp_path, [("j", red, "ignored text about a lamp", [])]).assign(
+        structured_json=[output], json_mode=[True])
+    engine = QuestionEngine({(_q("Is there a mug in this image?"), RED): "yes",
+                             (_q("Is the mug red?"), RED): "no"})
+    declared = {"thing": "object", "paint": "color", "mood": "none"}
+    out = run_frame(frame, _task(claim_fields=declared), lambda: engine)
+    (row,) = out.to_dict("records")
+    # The declared fields, not the text: a mug and its colour; "mood" claims nothing.
+    assert sorted(question for question, _ in engine.calls) == sorted([
+        _q("Is there a mug in this image?"), _q("Is the mug red?")])
+    assert (row["status"], row["n_claims"], row["denied"]) == ("ok", 2, ["color:red"])
+    with pytest.raises(ValueError, match="claims declaration"):
+        run_frame(frame, _task(), lambda: QuestionEngine({}))

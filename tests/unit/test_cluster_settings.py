@@ -136,7 +136,7 @@ def test_the_guide_quotes_the_shipped_profile_and_example_config():
     example = yaml.safe_load((REPO / "conf" / "cluster-example.yaml").read_text())
     assert example["spark"]["profile"] == "conf/spark/gpu-cluster.yaml"
     assert f"`chunk_size: {example['chunk_size']}`" in guide
-    engine = example["engine"]
+    engine = example["engine"]["vllm"]
     assert f"uses {engine['max_num_seqs']} sequences and {engine['max_num_batched_tokens']} " \
            "batched tokens" in guide
     assert f"`gpu_memory_utilization: {engine['gpu_memory_utilization']:.2f}`" in guide

@@ -35,10 +35,10 @@ def test_bad_value_names_the_field():
 def test_overrides_are_parsed_as_yaml_values():
     config = load_config(
         DescribeConfig, REPO / "conf" / "demo.yaml",
-        ["batch_size=32", "source_column.enabled=false", "engine.max_num_seqs=4"],
+        ["batch_size=32", "source_column.enabled=false", "engine.vllm.max_num_seqs=4"],
     )
     assert config.batch_size == 32 and config.source_column.enabled is False
-    assert config.engine.max_num_seqs == 4
+    assert config.engine.vllm.max_num_seqs == 4
 
 
 def test_malformed_yaml_and_bad_override_are_config_errors(tmp_path):

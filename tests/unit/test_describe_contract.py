@@ -1,5 +1,6 @@
 """The row contract of udfs.runner.describe with fake engines: rows in == rows out, input order,
-batch sizes, per-row errors, poison-row isolation, fatal-error recovery."""
+images per generate call (the backend's own setting), per-row errors, poison-row isolation,
+fatal-error recovery."""
 
 from pathlib import Path
 
@@ -22,11 +23,17 @@ from udfs.settings import EngineSettings, ImageSettings
 PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"
 
 
-def _task(model: str = "fake", batch_size: int = 3) -> DescribeTask:
+def _settings(model: str = "fake", images_per_call: int = 3) -> EngineSettings:
+    """A batch-wise engine's settings: the fakes stand in for the transformers backend."""
+    return EngineSettings(backend="transformers", model=model,
+                          transformers={"images_per_call": images_per_call})
+
+
+def _task(model: str = "fake", images_per_call: int = 3) -> DescribeTask:
     prompt = find_prompt(PROMPTS, "v2")
     return DescribeTask(
-        engine=EngineSettings(model=model), prompt=prompt, sampling=prompt.sampling,
-        batch_size=batch_size, run_id="run-1",
+        engine=_settings(model, images_per_call), prompt=prompt, sampling=prompt.sampling,
+        run_id="run-1",
     )
 
 
@@ -49,8 +56,7 @@ class Provider:
 
     def get(self):
         if not self.built or self.built[-1].closed:
-            self.built.append(self.engine_class(self.settings or EngineSettings(model="fake"),
-                                                ImageSettings()))
+            self.built.append(self.engine_class(self.settings or _settings(), ImageSettings()))
         return self.built[-1]
 
     def reset(self):
@@ -61,7 +67,7 @@ class Provider:
 def test_rows_in_equal_rows_out_in_order_with_bounded_batches(tmp_path):
     frame = _images(tmp_path, [(56 + 28 * i, 84) for i in range(7)])
     provider = Provider(FakeEngine)
-    out = pd.concat(run_batches(iter([frame]), _task(batch_size=3), provider.get))
+    out = pd.concat(run_batches(iter([frame]), _task(), provider.get))
     assert list(out["image_id"]) == list(frame["image_id"])
     assert list(out.columns) == list(RESULT_COLUMN_NAMES)
     assert (out["status"] == "ok").all()
@@ -93,8 +99,8 @@ def test_bad_rows_become_error_rows_and_the_engine_is_not_built_for_them(tmp_pat
 
 def test_poison_rows_are_isolated_by_bisection(tmp_path):
     frame = _images(tmp_path, [(64, 64)] * 8, poison={2, 5})
-    provider = Provider(PoisonEngine)
-    out = run_frame(frame, _task(batch_size=8), provider.get)
+    provider = Provider(PoisonEngine, _settings(images_per_call=8))
+    out = run_frame(frame, _task(images_per_call=8), provider.get)
     assert list(out["status"] == "engine_error") == [i in {2, 5} for i in range(8)]
     assert out.loc[2, "status_message"].endswith("ValueError: poisoned image in batch")
     assert out.loc[out["status"] == "ok", "description"].notna().all()
@@ -103,7 +109,7 @@ def test_poison_rows_are_isolated_by_bisection(tmp_path):
 def test_fatal_error_rebuilds_the_engine_once(tmp_path):
     marker = tmp_path / "died"
     frame = _images(tmp_path, [(64, 64)] * 4)
-    provider = Provider(DiesOnceEngine, EngineSettings(model=str(marker)))
+    provider = Provider(DiesOnceEngine, _settings(model=str(marker)))
     out = run_frame(frame, _task(model=str(marker)), provider.get, provider.reset)
     assert (out["status"] == "ok").all()
     assert len(provider.built) == 2 and provider.built[0].closed
@@ -147,8 +153,7 @@ def test_json_prompts_get_structured_values_or_an_invalid_json_flag(tmp_path):
     import json
 
     prompt = find_prompt(PROMPTS, "v3")
-    task = DescribeTask(engine=EngineSettings(model="fake"), prompt=prompt,
-                        sampling=prompt.sampling, batch_size=4)
+    task = DescribeTask(engine=_settings(), prompt=prompt, sampling=prompt.sampling)
     frame = _images(tmp_path, [(112, 56), (56, 112)])
     out = run_frame(frame, task, Provider(JsonEngine).get)
     wide, tall = out.iloc[0], out.iloc[1]

@@ -34,7 +34,9 @@ def test_an_injected_factory_builds_the_engine_once_and_rows_carry_the_fingerpri
     task = _task(make_engine=make_fake_engine, fingerprint="fp-123", batch_size=2)
     # What Spark does with the function: pickle it (the factory travels by reference).
     describe = pickle.loads(pickle.dumps(make_partition_fn(task)))
-    first = pd.concat(describe(iter([frame])), ignore_index=True)
+    frames = list(describe(iter([frame])))
+    assert [len(f) for f in frames] == [2, 1]  # the adapter's frames: batch_size rows
+    first = pd.concat(frames, ignore_index=True)
     second = pd.concat(describe(iter([frame])), ignore_index=True)  # the next task, same worker
     assert (first["status"] == "ok").all() and set(first["run_fingerprint"]) == {"fp-123"}
     assert cache.builds(task.engine, task.images, make_fake_engine) == 1

@@ -33,9 +33,14 @@ def test_scene_count_is_checked(capsys):
                         "--n must be within 1..")
 
 
-def test_score_checks_resamples(capsys):
-    _fails_before_spark(["eval", "score", "--results", "/r", "--truth", "/t", "--resamples",
-                         "0"], capsys, "--resamples must be at least 1")
+def test_score_checks_the_difference_to_detect(capsys):
+    _fails_before_spark(["eval", "score", "--results", "/r", "--truth", "/t", "--detect",
+                         "1.5"], capsys, "--detect must be a difference between 0 and 1, got 1.5")
+
+
+def test_compare_checks_the_difference_to_detect(capsys):
+    _fails_before_spark(["compare", "--config", DEMO, "--prompts", "v1,v2", "--detect", "0"],
+                        capsys, "--detect must be a difference between 0 and 1, got 0.0")
 
 
 def test_audit_checks_its_probe_prompt_and_sample(capsys, tmp_path):

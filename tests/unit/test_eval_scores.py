@@ -1,12 +1,14 @@
 """Scoring result rows against truth per prompt version and model: the structured-output
-decoding, JSON-mode detection, failed rows, labels, pairs and the per-image records. The
-metrics themselves are pinned in test_grounding.py; end to end through Spark in
-tests/spark/test_eval_scripted.py."""
+decoding, JSON prompts read by their claims declaration, failed rows, labels, pairs, confidence
+separation and the per-image records. The metrics themselves are pinned in test_grounding.py;
+end to end through Spark in tests/spark/test_eval_scripted.py."""
 
 from __future__ import annotations
 
 import doctest
 import json
+
+import pytest
 
 from tests.unit.test_grounding import HOUSE, MUGS, TABLE
 from udfs.evaluation import scores as eval_scores
@@ -19,13 +21,17 @@ from udfs.evaluation.scores import (
     structured_value,
 )
 
+V3_FIELDS = {"subject": "object", "colors": "color", "count": "count",
+             "visible_features": "feature", "not_visible": "abstention", "confidence": "none"}
+V3 = {"describe/v3": V3_FIELDS}
+
 
 def _row(image_id, version, text=None, truth=TABLE, structured=None, status="ok", model="m",
-         flags=()):
+         flags=(), **extra):
     return {"image_id": image_id, "prompt_name": "describe", "prompt_version": version,
             "model": model, "status": status, "description": text,
             "structured_json": json.dumps(structured) if structured else None,
-            "guardrail_flags": list(flags), "truth": truth}
+            "guardrail_flags": list(flags), "truth": truth, **extra}
 
 
 def test_structured_value_reads_table_values_back_as_json_values():
@@ -42,11 +48,11 @@ def test_structured_value_reads_table_values_back_as_json_values():
 def test_row_claims_reads_json_mode_rows_from_their_fields():
     stored = json.dumps({"subject": "mugs", "count": "3", "colors": '["blue"]',
                          "visible_features": ["handle"], "not_visible": ["stripe"]})
-    claims = row_claims("ignored text about a car", stored, json_mode=True)
+    claims = row_claims("ignored text about a car", stored, V3_FIELDS)
     assert sorted(claims.items) == ["handle", "mug"] and claims.subject_count == 3
     assert sorted(claims.abstained) == ["stripe"] and sorted(claims.colors) == ["blue"]
-    assert sorted(row_claims("A red car.", None, json_mode=False).items) == ["car"]
-    assert row_claims("A red car.", None, json_mode=True).items == frozenset()
+    assert sorted(row_claims("A red car.", None, None).items) == ["car"]
+    assert row_claims("A red car.", None, V3_FIELDS).items == frozenset()
 
 
 def test_groups_rates_and_failed_rows():
@@ -77,13 +83,56 @@ def test_json_mode_group_scores_fields_and_counts_invalid_outputs():
             "visible_features": ["two legs", "drawer"], "not_visible": ["chimney"]}),
         _row("b", "v3", "{broken", truth=MUGS, flags=["invalid_json"]),
     ]
-    (v3,) = score_groups(rows)
+    (v3,) = score_groups(rows, V3)
     assert v3.json_mode
     assert v3.rates["json_invalid"].estimate == 0.5
     a, b = v3.rows
     assert a.score.count_outcome == "correct" and a.score.hallucinated == ()
     assert a.score.abstained == ("chimney",)
     assert b.json_invalid and b.score.mentioned == () and b.score.count_outcome == "not_stated"
+
+
+def test_json_outputs_without_a_declaration_are_refused_not_scored_empty():
+    rows = [_row("a", "v7", '{"x": 1}', structured={"main": "a table"})]
+    with pytest.raises(ValueError, match="describe/v7 has JSON outputs, but no claims "
+                                         "declaration"):
+        score_groups(rows)
+    with pytest.raises(ValueError, match=r"describe/v7, image a: output field\(s\) \['main'\]"):
+        score_groups(rows, {"describe/v7": V3_FIELDS})
+
+
+def test_a_json_prompt_with_other_field_names_scores_like_v3():
+    renamed = {"describe/v9": {"thing": "object", "tints": "color", "n": "count",
+                               "seen": "feature", "unseen": "abstention"}}
+    v3 = _row("a", "v3", structured={"subject": "a table", "colors": '["red"]', "count": "1",
+                                     "visible_features": ["two legs", "a chimney"],
+                                     "not_visible": ["drawer"], "confidence": "low"})
+    v9 = _row("a", "v9", structured={"thing": "a table", "tints": '["red"]', "n": "1",
+                                     "seen": ["two legs", "a chimney"], "unseen": ["drawer"]})
+    (a,), (b,) = (g.rows for g in score_groups([v3, v9], {**V3, **renamed}))
+    assert a.score == b.score
+    assert b.score.hallucinated == ("chimney",) and b.score.count_outcome == "correct"
+    assert b.score.abstained == ("drawer",)
+
+
+def test_confidence_columns_separate_hallucinated_rows_next_to_the_guardrails():
+    texts = [("A table with a chimney.", -3.0, True), ("A table with a door.", -2.5, False),
+             ("A table with two legs.", -0.5, False), ("A table.", -0.7, True),
+             ("A table and a drawer.", -0.4, False), ("A table with a window.", -2.0, False)]
+    rows = [_row(str(i), "v2", t, flags=["generic_opener"] if flag else [], mean_logprob=lp,
+                 min_logprob=None if i == 0 else lp - 1)
+            for i, (t, lp, flag) in enumerate(texts)]
+    (g,) = score_groups(rows)
+    # Hallucinated (chimney, door, window): log-probs -3.0, -2.5, -2.0; grounded: -0.5, -0.7,
+    # -0.4. Every hallucinated row is less likely than every grounded one: AUROC 1.
+    assert g.separation["mean_logprob"].estimate == 1.0
+    assert g.separation["mean_logprob"].low < 1.0  # never a certain separation
+    assert g.separation["min_logprob"].n_items == 5  # row 0 has no min_logprob
+    # Guardrails flagged rows 0 and 3: one of them hallucinated; one of 3 hallucinated flagged.
+    assert (g.guardrails.precision.estimate, g.guardrails.recall.estimate) == (
+        0.5, pytest.approx(1 / 3))
+    (old,) = score_groups([_row("a", "v2", "A table.")])  # no confidence columns: none
+    assert old.separation == {}
 
 
 def test_labels_name_the_model_when_versions_repeat():

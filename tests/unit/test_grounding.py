@@ -1,6 +1,7 @@
-"""Grounding: claim extraction, per-row scoring against truth, and group rates, each pinned by
-scripted descriptions whose hallucinations, count errors, abstentions and scope violations the
-test chooses (expected rates worked out by hand in the comments)."""
+"""Grounding: claim extraction (text, and JSON by a prompt's claims declaration), per-row
+scoring against truth, and the per-row metrics, each pinned by scripted descriptions whose
+hallucinations, count errors, abstentions and scope violations the test chooses (expected rates
+worked out by hand in the comments)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,37 @@ import json
 
 import pytest
 
-from udfs.evaluation.grounding import (
-    aggregate,
-    aggregate_groups,
-    extract_claims,
-    extract_claims_json,
-    metric_arrays,
-    score_json,
-    score_text,
-)
-from udfs.evaluation.stats import mcnemar
+from udfs.evaluation.claims import extract_claims, extract_claims_json
+from udfs.evaluation.grounding import ROW_METRICS, score_claims
+from udfs.evaluation.intervals import mcnemar
+
+# v3's claims declaration, as conf/prompts/describe_v3.yaml states it.
+V3_FIELDS = {"subject": "object", "colors": "color", "count": "count",
+             "visible_features": "feature", "not_visible": "abstention", "confidence": "none"}
+
+
+def score_text(text, truth):
+    return score_claims(extract_claims(text), truth)
+
+
+def score_json(value, truth):
+    return score_claims(extract_claims_json(value, V3_FIELDS), truth)
+
+
+def metric_arrays(scores, name):
+    """(numerators, denominators) of ROW_METRICS[name] over the rows where it is defined."""
+    pairs = [p for p in map(ROW_METRICS[name], scores) if p is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def rates(scores):
+    """Every ROW_METRICS rate over ``scores`` as (numerator, denominator) sums."""
+    return {name: tuple(map(sum, metric_arrays(scores, name))) for name in ROW_METRICS}
+
+
+def values(scores):
+    """Every defined ROW_METRICS rate over ``scores``; None where no row defines it."""
+    return {k: (n / d if d else None) for k, (n, d) in rates(scores).items()}
 
 # Hand-written truths in the shape udfs.evaluation.scenes produces.
 TABLE = {
@@ -98,14 +120,11 @@ def test_row_scores_of_the_scripted_v1_outputs():
     assert [r.has_distractor for r in s] == [True, True, False, True, True]
 
 
-def test_aggregate_pins_every_rate_for_v1():
-    summary = aggregate(_v1())
-    r = {k: v.value for k, v in summary.rates.items()}
-    assert summary.n_rows == 5
+def test_row_metrics_pin_every_rate_for_v1():
+    r = values(_v1())
     # Judged mentions: 3 (table, leg, drawer) + 2 (table, chimney) + 3 (mug, handle, stripe)
     # + 4 (house, window, door, roof) + 1 (house) = 13; hallucinated: chimney, stripe = 2.
-    assert (summary.rates["hallucination_per_mention"].numerator,
-            summary.rates["hallucination_per_mention"].denominator) == (2, 13)
+    assert rates(_v1())["hallucination_per_mention"] == (2, 13)
     assert r["hallucination_per_mention"] == pytest.approx(2 / 13)
     assert r["hallucination_per_description"] == pytest.approx(2 / 5)
     assert r["count_correct"] == pytest.approx(1 / 5)
@@ -121,8 +140,8 @@ def test_aggregate_pins_every_rate_for_v1():
     assert r["subject_named"] == 1.0
 
 
-def test_aggregate_pins_every_rate_for_v2():
-    r = {k: v.value for k, v in aggregate(_v2()).rates.items()}
+def test_row_metrics_pin_every_rate_for_v2():
+    r = values(_v2())
     # Judged: 3 + 1 + 2 + 3 + 1 = 10, none hallucinated.
     assert r["hallucination_per_mention"] == 0.0
     assert r["hallucination_per_description"] == 0.0
@@ -135,25 +154,11 @@ def test_aggregate_pins_every_rate_for_v2():
     assert r["color_error"] == 0.0
 
 
-def test_aggregate_groups_by_prompt_version():
-    rows = [("v1", s) for s in _v1()] + [("v2", s) for s in _v2()]
-    groups = aggregate_groups(rows)
-    assert list(groups) == ["v1", "v2"]
-    assert groups["v1"].rates["count_wrong"].value == pytest.approx(0.2)
-    assert groups["v2"].rates["count_wrong"].value == 0.0
-    metrics = groups["v1"].metrics(prefix="v1.")
-    assert metrics["v1.n_rows"] == 5.0
-    assert metrics["v1.hallucination_per_description"] == pytest.approx(0.4)
-
-
-def test_undefined_rates_are_none_and_left_out_of_metrics():
+def test_undefined_rates_have_no_denominator():
     # Only the mug scene: no distractor, so the scope rate has no denominator.
-    summary = aggregate([score_text("A mug.", MUGS)])
-    assert summary.rates["scope_violation"].value is None
-    assert "scope_violation" not in summary.metrics()
-    assert summary.rates["count_accuracy_when_stated"].value is None  # nothing stated
-    empty = aggregate([])
-    assert empty.n_rows == 0 and empty.rates["count_correct"].value is None
+    r = rates([score_text("A mug.", MUGS)])
+    assert r["scope_violation"] == (0, 0)
+    assert r["count_accuracy_when_stated"] == (0, 0)  # nothing stated
 
 
 def test_metric_arrays_feed_a_paired_test():
@@ -173,8 +178,8 @@ def test_known_word_the_truth_does_not_judge_stays_out_of_the_rates():
     s = score_text("A table next to a lamp and a chair.", truth)
     assert s.unjudged == ("lamp",)
     assert s.hallucinated == ("chair",) and s.supported == ("table",)
-    r = aggregate([s]).rates["hallucination_per_mention"]
-    assert (r.numerator, r.denominator) == (1, 2)  # the lamp is in neither
+    r = rates([s])["hallucination_per_mention"]
+    assert r == (1, 2)  # the lamp is in neither
 
 
 def test_distractor_feature_also_on_the_subject_is_not_a_scope_violation():
@@ -252,7 +257,7 @@ def test_json_rates_pinned():
         score_json(_v3(count=5, visible_features=["stripe"]), MUGS),  # wrong, hallucination
         score_json(None, MUGS),  # did not parse: claims nothing
     ]
-    r = {k: v.value for k, v in aggregate(rows).rates.items()}
+    r = values(rows)
     assert (r["count_correct"], r["count_wrong"], r["count_abstain"], r["count_not_stated"]) == (
         0.25, 0.25, 0.25, 0.25)
     # Judged: mug+handle, mug, mug+stripe, nothing = 5; hallucinated: stripe.
@@ -262,12 +267,43 @@ def test_json_rates_pinned():
     assert r["subject_named"] == 0.75
 
 
-def test_json_bad_fields_are_ignored_not_fatal():
+def test_json_bad_values_are_ignored_not_fatal():
     c = extract_claims_json({"subject": 5, "colors": [1, "red"], "visible_features": "legs",
-                             "not_visible": None, "count": "lots"})
+                             "not_visible": None, "count": 2.5}, V3_FIELDS)
     assert c.items == frozenset({"leg"}) and c.colors == frozenset({"red"})
     assert c.subject_count is None and not c.subject_count_uncertain
-    assert extract_claims_json("not a dict") == extract_claims_json(None)
+    # Any string in a count field declines to count (the schema allows "uncertain").
+    assert extract_claims_json({"count": "lots"}, V3_FIELDS).subject_count_uncertain
+    assert extract_claims_json("not a dict", V3_FIELDS) == extract_claims_json(None, V3_FIELDS)
+
+
+def test_json_output_field_the_declaration_does_not_name_is_refused():
+    with pytest.raises(ValueError, match=r"output field\(s\) \['shape'\] are not in the prompt's"):
+        extract_claims_json({"subject": "a mug", "shape": "round"}, V3_FIELDS)
+
+
+# Another JSON prompt version whose fields have other names: the same claims through its own
+# declaration, none of them lost.
+RENAMED_FIELDS = {"main_object": "object", "hues": "color", "how_many": "count",
+                  "parts_seen": "feature", "parts_hidden": "abstention", "sure": "none"}
+
+
+def test_a_json_prompt_with_other_field_names_yields_the_same_claims():
+    v3 = _v3(subject="three blue mugs", colors=["blue", "red"], count=3,
+             visible_features=["handle", "a stripe"], not_visible=["leg"])
+    renamed = {"main_object": v3["subject"], "hues": v3["colors"], "how_many": v3["count"],
+               "parts_seen": v3["visible_features"], "parts_hidden": v3["not_visible"],
+               "sure": "high"}
+    claims = extract_claims_json(renamed, RENAMED_FIELDS)
+    assert claims == extract_claims_json(v3, V3_FIELDS)
+    assert sorted(claims.items) == ["handle", "mug", "stripe"]
+    assert (sorted(claims.colors), claims.abstained, claims.subject, claims.subject_count) == (
+        ["blue", "red"], frozenset({"leg"}), "mug", 3)
+    s = score_claims(claims, MUGS)
+    assert s.hallucinated == ("stripe",) and s.count_outcome == "correct"
+    # Read with v3's declaration instead, the renamed output is refused, not scored as empty.
+    with pytest.raises(ValueError, match="not in the prompt's claims declaration"):
+        extract_claims_json(renamed, V3_FIELDS)
 
 
 # --- claim extraction -------------------------------------------------------------------------
@@ -366,7 +402,7 @@ def test_subject_is_the_first_object_named():
 
 
 def test_docstring_examples_run():
-    import udfs.evaluation.grounding
+    import udfs.evaluation.claims
 
-    result = doctest.testmod(udfs.evaluation.grounding)
+    result = doctest.testmod(udfs.evaluation.claims)
     assert result.attempted > 0 and result.failed == 0

@@ -17,8 +17,8 @@ from udfs.outputs.guardrails import (
     check_prompt,
     check_thresholds,
     evaluate,
-    script_of,
 )
+from udfs.outputs.text_signs import script_of
 from udfs.prompts import PromptSpec, load_prompt_file
 
 PROMPT_DIR = Path(__file__).resolve().parents[2] / "conf" / "prompts"

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, ImageFilter, ImageOps, JpegImagePlugin, features
 
-from udfs.images.prepare import PreparedImage, laplacian_variance, load_image, prepare_image
+from udfs.images.pixels import laplacian_variance
+from udfs.images.prepare import PreparedImage, load_image, prepare_image
 from udfs.runner.describe import RESULT_COLUMN_NAMES
 from udfs.settings import QWEN_PATCH_FACTOR, ImageSettings
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import ConfigError, DescribeConfig, PromptRef
+from jobs.config import ConfigError, DescribeConfig, PromptRef, load_config
 from jobs.tracking.prompt_store import load_registered_prompt, register_prompt, resolve_prompt
 from udfs.prompts import find_prompt
 
@@ -41,7 +41,7 @@ def test_load_by_version_and_alias_round_trips_the_whole_spec(tracking_uri):
 
 def test_config_can_name_a_registry_uri(tracking_uri, tmp_path):
     registered = register_prompt(find_prompt(PROMPTS, "v2"), tracking_uri)
-    config = DescribeConfig.model_validate({
+    config = load_config(DescribeConfig, {
         "input_table": str(tmp_path / "in"), "results_table": str(tmp_path / "out"),
         "engine": {"model": "x"}, "prompt": {"uri": registered.uri},
         "mlflow": {"tracking_uri": tracking_uri},

@@ -1,3 +1,5 @@
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,65 @@ def test_json_mode_requires_a_schema():
 def test_find_prompt_names_known_versions_when_missing():
     with pytest.raises(ValueError, match="no prompt version 'v99'.*describe/v2"):
         find_prompt(PROMPTS, "v99")
+
+
+# --- the claims declaration of a JSON prompt -----------------------------------------------------
+def _json_prompt(tmp_path, **changes):
+    raw = yaml.safe_load((PROMPTS / "describe_v3.yaml").read_text())
+    raw.update(changes)
+    path = tmp_path / "describe_v4.yaml"
+    path.write_text(yaml.safe_dump({**raw, "version": "v4"}, sort_keys=False))
+    return path
+
+
+def test_v3_declares_what_each_output_field_claims():
+    assert find_prompt(PROMPTS, "v3").claims == {
+        "subject": "object", "colors": "color", "count": "count",
+        "visible_features": "feature", "not_visible": "abstention", "confidence": "none"}
+
+
+def test_a_json_prompt_without_a_claims_declaration_fails_to_load(tmp_path):
+    path = _json_prompt(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    del raw["claims"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ValueError, match=r"prompt describe/v4: output field\(s\) \['subject', "
+                                         r"'colors', 'count', 'visible_features', 'not_visible', "
+                                         r"'confidence'\] are not declared in claims"):
+        load_prompt_file(path)
+
+
+def test_every_schema_field_must_be_declared_and_only_those(tmp_path):
+    v3 = yaml.safe_load((PROMPTS / "describe_v3.yaml").read_text())
+    partial = {k: v for k, v in v3["claims"].items() if k != "not_visible"}
+    with pytest.raises(ValueError, match=r"\['not_visible'\] are not declared in claims.*"
+                                         r"e\.g\. claims: \{not_visible: <kind>\}"):
+        load_prompt_file(_json_prompt(tmp_path, claims=partial))
+    extra = {**v3["claims"], "shape": "object"}
+    with pytest.raises(ValueError, match=r"claims names \['shape'\], which output.json_schema "
+                                         "does not have"):
+        load_prompt_file(_json_prompt(tmp_path, claims=extra))
+    with pytest.raises(ValueError, match="claims"):
+        load_prompt_file(_json_prompt(tmp_path, claims={**v3["claims"], "count": "number"}))
+
+
+def test_a_text_prompt_declares_no_claims(tmp_path):
+    raw = yaml.safe_load((PROMPTS / "describe_v2.yaml").read_text())
+    raw["claims"] = {"description": "feature"}
+    path = tmp_path / "v2.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="output.mode is text: a text output is read as text"):
+        load_prompt_file(path)
+
+
+def test_the_declaration_is_in_the_content_hash_of_json_prompts_only():
+    v3 = find_prompt(PROMPTS, "v3")
+    swapped = v3.model_copy(update={"claims": {**v3.claims, "confidence": "feature"}})
+    assert swapped.content_hash() != v3.content_hash()
+    # A text prompt has none, and hashes as it did before declarations existed.
+    v2 = find_prompt(PROMPTS, "v2")
+    assert v2.claims == {}
+    payload = {"messages": v2.messages(), "output": v2.output.model_dump(mode="json"),
+               "sampling": v2.sampling.model_dump(mode="json")}
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+    assert v2.content_hash() == hashlib.sha256(blob).hexdigest()[:16]

@@ -20,7 +20,7 @@ def _dom(html: str) -> Dom:
 
 def test_every_shown_value_is_escaped():
     column = RatesColumn(EVIL, EVIL, {EVIL: rate_ci(ALL)})
-    verdict = paired_verdict(EVIL, (EVIL, ALL), ("v2", NONE), binary=True)
+    verdict = paired_verdict(EVIL, (EVIL, ALL), ("v2", NONE))
     html = render_ab_section(EVIL, [column], [verdict], notes={EVIL: EVIL}, intro=EVIL)
     assert "<script>" not in html and "&lt;script&gt;" in html
     dom = _dom(html)
@@ -39,9 +39,9 @@ def test_rates_table_has_a_column_per_version_and_n_a_where_undefined():
 
 
 def test_verdict_rows_are_coloured_by_direction_only_when_the_interval_excludes_zero():
-    fewer_errors = paired_verdict("count_wrong", ("v1", ALL), ("v2", NONE), binary=True)
-    less_coverage = paired_verdict("coverage", ("v1", ALL), ("v2", NONE), binary=False)
-    same = paired_verdict("count_abstain", ("v1", ALL), ("v2", ALL), binary=True)
+    fewer_errors = paired_verdict("count_wrong", ("v1", ALL), ("v2", NONE))
+    less_coverage = paired_verdict("coverage", ("v1", ALL), ("v2", NONE))
+    same = paired_verdict("count_abstain", ("v1", ALL), ("v2", ALL))
     dom = _dom(render_ab_section("t", [], [fewer_errors, less_coverage, same]))
     classes = {r["data-metric"]: r["class"].split() for r in dom.having("tr", "ab-verdict")}
     assert "verdict-better" in classes["count_wrong"]
@@ -50,7 +50,7 @@ def test_verdict_rows_are_coloured_by_direction_only_when_the_interval_excludes_
 
 
 def test_percent_mode_for_flag_rates():
-    verdict = paired_verdict("generic_opener", ("v1", ALL), ("v2", NONE), binary=True)
+    verdict = paired_verdict("generic_opener", ("v1", ALL), ("v2", NONE))
     html = render_ab_section("t", [RatesColumn("v1", "d", {"x": rate_ci(ALL)})], [verdict],
                              percent=True, higher_is_better=())
     assert "100%" in html and "-100%" in html and "0.12" in html  # McNemar p of 4 vs 0

@@ -102,9 +102,9 @@ def test_thumbnail_uses_the_first_frame(tmp_path):
 
 
 def test_thumbnail_refuses_decompression_bombs(tmp_path, monkeypatch):
-    import jobs.review.page as review_page
+    import jobs.review.thumbnails as thumbnails
 
-    monkeypatch.setattr(review_page, "THUMBNAIL_MAX_PIXELS", 100)
+    monkeypatch.setattr(thumbnails, "THUMBNAIL_MAX_PIXELS", 100)
     path = tmp_path / "big.png"
     Image.new("RGB", (20, 20)).save(path)
     assert thumbnail_data_uri(str(path)) is None
@@ -215,8 +215,9 @@ def test_summary_table_counts_rows_ok_errors_and_flag_rates(page):
     cells = re.findall(r"<td[^>]*>(.*?)</td>", v1)
     # prompt, hash, fingerprints, rows, ok, errors, then flags in GUARDRAILS order on the page
     assert cells[1:6] == ["<code>aaaa1111</code>", "", "4", "3", "1"]
-    flag_heads = re.findall(r'<th title="[^"]*">([a-z_]+)</th>', table)
-    assert flag_heads == ["truncated", "generic_opener", "stated_count", "scope_drift"]
+    flag_heads = re.findall(r'<th data-flag="([a-z_]+)" title="[^"]*">([a-z ]+)</th>', table)
+    assert flag_heads == [("truncated", "truncated"), ("generic_opener", "generic opener"),
+                          ("stated_count", "stated count"), ("scope_drift", "scope drift")]
     assert cells[6:] == ["33.3%", "0.0%", "33.3%", "0.0%"]
     assert "<h2>Prompts (rows shown)</h2>" in page
 
@@ -270,12 +271,54 @@ def test_page_is_offline(page):
     assert "<script" not in page and "<link" not in page
 
 
-def test_json_outputs_are_indented_for_reading(images):
-    row = ReviewRow(
-        image_id="j", path="j.png", outputs={"describe/v3": PromptOutput('{"subject":"a mug"}')}
-    )
+def test_json_outputs_are_field_tables_in_words():
+    text = '{"subject":"a mug","visible_features":["handle","rim"],"count":"uncertain","not_visible":[]}'
+    row = ReviewRow(image_id="j", path="j.png", outputs={"describe/v3": PromptOutput(text)})
     page = render_review_page("t", [PromptColumn("describe/v3")], [row], {})
-    assert "{\n &quot;subject&quot;: &quot;a mug&quot;\n}" in page
+    dom = parse(page)
+    assert [f["data-field"] for f in dom.having("tr") if "data-field" in f] == [
+        "subject", "visible_features", "count", "not_visible"]
+    assert "<th>visible features</th><td><ul class='values'><li>handle</li><li>rim</li></ul>" in page
+    assert "<th>not visible</th><td><span class=\"none\">none</span>" in page
+    assert "&quot;subject&quot;" not in page and '<pre class="desc">' not in page
+
+
+def test_the_validated_structured_output_wins_over_the_raw_text():
+    out = PromptOutput('{"subject": "raw"} trailing', fields={"subject": "validated"})
+    page = render_review_page("t", [PromptColumn("v3")], [ReviewRow("j", "j", {"v3": out})], {})
+    assert "<td>validated</td>" in page and "raw" not in page
+
+
+def test_broken_json_and_prose_are_shown_as_written():
+    for text in ('{"subject": "a mug", "count": ', "A mug {with braces}."):
+        row = ReviewRow("j", "j", {"v3": PromptOutput(text)})
+        page = render_review_page("t", [PromptColumn("v3")], [row], {})
+        assert f'<pre class="desc">{text.replace(chr(34), "&quot;")}</pre>' in page
+
+
+def test_nested_json_is_a_nested_table_and_deep_json_is_text():
+    fields = {"a": {"b": {"c": {"d": {"e": 1}}}}, "ok": True}
+    page = render_review_page("t", [PromptColumn("v3")],
+                              [ReviewRow("j", "j", {"v3": PromptOutput("x", fields=fields)})], {})
+    assert page.count('<table class="fields">') == 4  # depth 4 at most, then JSON text
+    assert "{&quot;e&quot;: 1}" in page and "<th>ok</th><td>yes</td>" in page
+
+
+def test_facts_are_words_not_json():
+    page = render_review_page("t", [], [], {"rows by status": {"ok": 24, "missing_file": 2},
+                                            "runs": ["a", "b"]})
+    assert "<li>ok: 24</li><li>missing_file: 2</li>" in page and "<li>a</li><li>b</li>" in page
+    assert "{" not in page[page.index("<body>"):]
+
+
+def test_non_ascii_text_is_kept_as_utf8(tmp_path):
+    text = "Café crème, 日本語の説明, مرحبا, emoji 🍵"
+    row = ReviewRow("ü-1", "/p/ünï.jpg", {"v2": PromptOutput(text)})
+    target = tmp_path / "u.html"
+    write_review_page(target, "Überblick", [PromptColumn("v2")], [row], {"Modell": "ÆØÅ"})
+    raw = target.read_bytes()
+    assert raw.decode("utf-8").count(text) == 1
+    assert text.encode("utf-8") in raw and b'<meta charset="utf-8">' in raw[:200]
 
 
 def test_empty_page_renders(images):

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from udfs.evaluation.scenes import ScenePlan, Shape, paint, plan_scene, render_scene
+from udfs.evaluation.scene_objects import Shape
+from udfs.evaluation.scenes import ScenePlan, paint, plan_scene, render_scene
 
 SEEDS_AND_INDICES = [(seed, i) for seed in (0, 7) for i in range(30)]
 # The test's own idea of each colour name (not the module's palette): a pixel must be nearer to

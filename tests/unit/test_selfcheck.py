@@ -6,16 +6,20 @@ from __future__ import annotations
 import doctest
 
 import pytest
+from scipy import stats
 
-from udfs.evaluation.grounding import extract_claims, extract_claims_json
+from udfs.evaluation.claims import extract_claims, extract_claims_json
 from udfs.evaluation.selfcheck import (
     AuditResult,
     Probe,
     audit_answers,
-    audit_rates,
+    audit_rate_cis,
     parse_yes_no,
     probe_questions,
 )
+
+V3_FIELDS = {"subject": "object", "colors": "color", "count": "count",
+             "visible_features": "feature", "not_visible": "abstention", "confidence": "none"}
 
 DESCRIPTION = "A red table with four legs and a drawer. There is no chimney."
 
@@ -40,7 +44,7 @@ def test_text_and_claims_give_the_same_probes():
 def test_json_claims_probe_their_fields():
     claims = extract_claims_json({"subject": "mug", "colors": ["blue"], "count": 1,
                                   "visible_features": ["handle"], "not_visible": ["stripe"],
-                                  "confidence": "high"})
+                                  "confidence": "high"}, V3_FIELDS)
     questions = [p.question for p in probe_questions(claims, n_controls=0)]
     assert questions == [
         "Is there a handle in this image? Answer yes or no.",
@@ -120,13 +124,21 @@ def test_audit_rates_pinned():
         AuditResult(2, (), (), 2, ()),
         AuditResult(0, (), (), 2, ("control:mug",)),  # no claims: out of the row rate
     ]
-    rates = {k: (r.numerator, r.denominator) for k, r in audit_rates(rows).items()}
-    assert rates == {
+    cis = audit_rate_cis(rows)
+    assert {k: (ci.events, ci.total) for k, ci in cis.items()} == {
         "unconfirmed_per_claim": (2, 6),
         "denied_per_claim": (1, 6),
         "rows_with_unconfirmed": (1, 2),
         "control_yes_per_control": (2, 6),
     }
+    # One yes/no per row: an exact share of the 2 rows with claims.
+    ref = stats.binomtest(1, 2).proportion_ci(method="exact")
+    rows_ci = cis["rows_with_unconfirmed"]
+    assert (rows_ci.method, rows_ci.n_items) == ("clopper_pearson", 2)
+    assert (rows_ci.low, rows_ci.high) == pytest.approx((ref.low, ref.high))
+    # Claims nest in rows: a cluster ratio over the rows that have claims.
+    assert (cis["unconfirmed_per_claim"].method, cis["unconfirmed_per_claim"].n_items) == (
+        "cluster_ratio", 2)
 
 
 def test_docstring_examples_run():

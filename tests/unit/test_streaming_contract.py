@@ -21,7 +21,7 @@ PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"
 
 
 def _settings(max_num_seqs: int = 4) -> EngineSettings:
-    return EngineSettings(model="fake", max_num_seqs=max_num_seqs)
+    return EngineSettings(model="fake", vllm={"max_num_seqs": max_num_seqs})
 
 
 def _task(max_num_seqs: int = 4, **fields) -> DescribeTask:
@@ -218,15 +218,19 @@ def test_stats_add_up_and_match_the_result_rows(tmp_path):
 def test_generate_only_engines_stay_batch_wise_across_frames(tmp_path):
     paths = _write(tmp_path, 7)
     built: list[FakeEngine] = []
+    # A batch-wise backend's own setting sets the images per generate call, not the frames.
+    settings = EngineSettings(backend="transformers", model="fake",
+                              transformers={"images_per_call": 3})
 
     def get() -> FakeEngine:
         if not built:
-            built.append(FakeEngine(_settings(), ImageSettings()))
+            built.append(FakeEngine(settings, ImageSettings()))
         return built[0]
 
     frames = _frames(paths, [2, 2, 2, 1])
+    task = _task().model_copy(update={"engine": settings, "batch_size": 5})
     reported: list[FeedStats] = []
-    out = pd.concat(run_batches(iter(frames), _task(batch_size=3), get, on_stats=reported.append))
+    out = pd.concat(run_batches(iter(frames), task, get, on_stats=reported.append))
     assert built[0].batch_sizes == [3, 3, 1]
     assert list(out["image_id"]) == [f"img_{i}" for i in range(7)]
     assert out["cached_prompt_tokens"].isna().all()  # this engine cannot say

@@ -188,8 +188,18 @@ class Engine(ABC):
     def open_stream(self) -> RequestStream | None:
         """A stream of requests for engines that add requests to a running batch (vLLM). The
         default, None, means batch-wise only: callers use ``udfs.engines.stream.open_stream``,
-        which then runs ``generate`` on a batch of requests at a time."""
+        which then runs ``generate`` on ``images_per_call`` requests at a time."""
         return None
+
+    @property
+    def images_per_call(self) -> int:
+        """Images per ``generate`` call when the engine is fed batch-wise (no stream of its own):
+        the selected backend's own setting, ``engine.transformers.images_per_call``; for a
+        vLLM-backed engine without a stream (a test fake), what vLLM would schedule at once,
+        ``engine.vllm.max_num_seqs``."""
+        if self.settings.transformers is not None:
+            return self.settings.transformers.images_per_call
+        return self.settings.vllm_settings.max_num_seqs
 
 
 def generate_isolating_failures(

@@ -5,6 +5,8 @@ greedy decoding both give the same token ids. It generates one image at a time: 
 generation pads prompts, which changes float results slightly and would break that equality.
 Token log-probabilities come from the raw logits of each generated position (``output_logits``,
 before penalties and temperature), as vLLM's ``raw_logprobs`` does.
+It has no stream of its own: the feeder hands it ``engine.transformers.images_per_call`` images
+per ``generate`` call (``udfs.engines.stream.BatchedStream``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ only ``EngineDeadError`` is raised, and then every request still in flight is lo
 resubmitted to a new engine.
 
 ``BatchedStream`` adapts engines that can only ``generate`` a whole batch for one prompt
-(transformers, the test fakes): it collects ``batch_size`` requests, generates them together,
-one call per distinct prompt, and isolates a failing request by bisection
+(transformers, the test fakes): it collects the engine's ``images_per_call`` requests, generates
+them together, one call per distinct prompt, and isolates a failing request by bisection
 (``generate_isolating_failures``). ``SteppingStream`` is the base for engines with their own
 continuous-batching loop (vLLM): it owns the per-request contract (rejections, a step that
 breaks, aborts) so that a backend only adds, steps and aborts.
@@ -43,11 +43,12 @@ logger = logging.getLogger(__name__)
 _stream_ids = itertools.count()
 
 
-def open_stream(engine: Engine, batch_size: int) -> RequestStream:
+def open_stream(engine: Engine) -> RequestStream:
     """The engine's own stream if it has one (vLLM), else a ``BatchedStream`` over its
-    ``generate`` with at most ``batch_size`` requests per poll."""
+    ``generate`` with at most ``engine.images_per_call`` requests per poll (its backend's
+    setting, never the rows per frame)."""
     own = engine.open_stream()
-    return own if own is not None else BatchedStream(engine, batch_size)
+    return own if own is not None else BatchedStream(engine, engine.images_per_call)
 
 
 def generate_requests(engine: Engine, requests: Sequence[Request]) -> list[StreamResult]:
@@ -79,12 +80,13 @@ def _timed(outcome: Generation | BaseException, started: float) -> Generation | 
 
 class BatchedStream(RequestStream):
     """Batch-wise stream for engines that only implement ``generate``: ``poll`` generates every
-    request submitted since the last poll (at most ``batch_size``, the feeder's ``depth``)."""
+    request submitted since the last poll (at most ``images_per_call``, the feeder's
+    ``depth``)."""
 
-    def __init__(self, engine: Engine, batch_size: int):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.capacity = self.depth = batch_size
+    def __init__(self, engine: Engine, images_per_call: int):
+        if images_per_call < 1:
+            raise ValueError(f"images_per_call must be at least 1, got {images_per_call}")
+        self.capacity = self.depth = images_per_call
         self._engine = engine
         self._pending: list[Request] = []
 

@@ -65,24 +65,25 @@ class VllmEngine(Engine):
         )
 
     def _quiet(self) -> None:
-        if self.settings.quiet:
+        if self.settings.vllm_settings.quiet:
             # On CPU vLLM warns about torch.set_num_threads hundreds of times per worker.
             logging.getLogger("vllm").setLevel(logging.ERROR)
 
     @staticmethod
     def llm_kwargs(settings: EngineSettings, image_settings: ImageSettings) -> dict[str, Any]:
         """Arguments for ``vllm.LLM``; the processor gets the same pixel bounds as our resize."""
+        vllm = settings.vllm_settings
         kwargs: dict[str, Any] = {
             "model": settings.model,
             "dtype": settings.dtype,
-            "max_model_len": settings.max_model_len,
-            "max_num_seqs": settings.max_num_seqs,
-            "max_num_batched_tokens": settings.max_num_batched_tokens,
-            "quantization": settings.quantization,
-            "enforce_eager": settings.enforce_eager,
-            "gpu_memory_utilization": settings.gpu_memory_utilization,
-            "enable_prefix_caching": settings.enable_prefix_caching,
-            "seed": settings.seed,
+            "max_model_len": vllm.max_model_len,
+            "max_num_seqs": vllm.max_num_seqs,
+            "max_num_batched_tokens": vllm.max_num_batched_tokens,
+            "quantization": vllm.quantization,
+            "enforce_eager": vllm.enforce_eager,
+            "gpu_memory_utilization": vllm.gpu_memory_utilization,
+            "enable_prefix_caching": vllm.enable_prefix_caching,
+            "seed": vllm.seed,
             "trust_remote_code": settings.trust_remote_code,
             "limit_mm_per_prompt": {"image": 1, "video": 0},
             "mm_processor_kwargs": {"size": image_settings.processor_size()},
@@ -92,18 +93,18 @@ class VllmEngine(Engine):
             # JSON's free whitespace lets a weak or confused model emit blanks until max_tokens
             # and never close the object. vLLM 0.32 honours this only at engine level.
             "structured_outputs_config": {
-                "backend": settings.structured_outputs_backend,
-                "disable_any_whitespace": settings.json_compact_whitespace,
+                "backend": vllm.structured_outputs_backend,
+                "disable_any_whitespace": vllm.json_compact_whitespace,
             },
         }
-        if settings.kv_cache_memory_bytes is not None:
-            kwargs["kv_cache_memory_bytes"] = settings.kv_cache_memory_bytes
+        if vllm.kv_cache_memory_bytes is not None:
+            kwargs["kv_cache_memory_bytes"] = vllm.kv_cache_memory_bytes
         if settings.hub_revision is not None:
             kwargs["revision"] = settings.hub_revision
         return kwargs
 
     def open_stream(self) -> VllmStream:
-        """A stream on vLLM's engine loop, ``max_num_seqs`` requests scheduled together."""
+        """A stream on vLLM's engine loop, keeping ``engine.vllm.max_num_seqs`` in flight."""
         if self._llm is None:
             raise EngineDeadError("the vLLM engine was shut down")
         return VllmStream(self)
@@ -242,7 +243,7 @@ class VllmStream(SteppingStream):
         import torch
         from vllm.v1.engine.exceptions import EngineDeadError as VllmEngineDead
 
-        super().__init__(engine, capacity=engine.settings.max_num_seqs)
+        super().__init__(engine, capacity=engine.settings.vllm_settings.max_num_seqs)
         self._vllm_dead, self._out_of_memory = VllmEngineDead, torch.OutOfMemoryError
         self._vllm_engine = engine
         self._core = engine._llm.llm_engine

@@ -1,7 +1,7 @@
 """Self-check audit, POPE-style: ask the model yes/no questions about its own claims.
 
 No truth is needed, so this works on real images: each concrete claim of a description (an
-object or feature, a colour, a count; ``udfs.evaluation.grounding.extract_claims``) becomes a
+object or feature, a colour, a count; ``udfs.evaluation.claims``) becomes a
 question asked with the image in a second pass, plus control questions about objects the
 description does not claim. A claim the model does not confirm, and a control it says yes to, are
 hallucination
@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from udfs.evaluation.grounding import OBJECTS, Claims, Rate, extract_claims
+from udfs.evaluation.ab import DEFAULT_SETTINGS, IntervalSettings, rate_ci
+from udfs.evaluation.claims import Claims, extract_claims
+from udfs.evaluation.intervals import RateCI
+from udfs.evaluation.vocabulary import OBJECTS
 
 # Items whose probe question is asked in the plural ("Are there legs ...").
 PLURAL_PROBES = frozenset({"leg", "petal", "wheel", "window", "leaf"})
@@ -75,8 +78,8 @@ def probe_questions(claims: Claims | str, *, controls: Sequence[str] | None = No
     """Yes/no questions that check each claim, then control questions.
 
     Args:
-        claims: a free-text description, or its claims (``extract_claims``; for JSON-mode
-            outputs ``extract_claims_json``).
+        claims: a free-text description, or its claims (``udfs.evaluation.claims``; for
+            JSON-mode outputs ``extract_claims_json`` with the prompt's declaration).
         controls: items absent by construction (e.g. the objects of a scene's ``absent``) to
             ask about as controls; by default, the vocabulary's objects. Either way, items the
             description claims or abstains from are left out (on real images the default
@@ -160,22 +163,33 @@ def audit_answers(probes: Sequence[Probe], answers: Sequence[str | None]) -> Aud
 
 
 # Per audited row: (numerator, denominator) of each audit rate; None: the row does not enter
-# it (rows without claims are not in rows_with_unconfirmed). Run rates are sums over rows, and
-# their intervals bootstrap rows (``udfs.runner.audit.audit_rate_cis``): one definition for both.
+# it (rows without claims are not in rows_with_unconfirmed). A run's rate is the sum over rows,
+# its interval from ``udfs.evaluation.ab.rate_ci`` (claims nest in rows: a cluster ratio).
 AUDIT_ROW_METRICS: dict[str, Callable[[AuditResult], tuple[float, float] | None]] = {
     "unconfirmed_per_claim": lambda r: (float(len(r.unconfirmed)), float(r.n_claims)),
     "denied_per_claim": lambda r: (float(len(r.denied)), float(r.n_claims)),
     "rows_with_unconfirmed": lambda r: (float(bool(r.unconfirmed)), 1.0) if r.n_claims else None,
     "control_yes_per_control": lambda r: (float(len(r.control_yes)), float(r.n_controls)),
 }
+# What each audit rate's denominator counts (in printed intervals).
+AUDIT_UNITS = {"unconfirmed_per_claim": "claims", "denied_per_claim": "claims",
+               "rows_with_unconfirmed": "", "control_yes_per_control": "controls"}
 
 
-def audit_rates(results: Iterable[AuditResult]) -> dict[str, Rate]:
-    """Run-level audit rates: unconfirmed and denied per claim, rows with any unconfirmed claim
-    (over rows with claims), and control false-yes per control."""
-    rows = list(results)
-    rates = {}
+def audit_rate_cis(results: Sequence[AuditResult],
+                   settings: IntervalSettings = DEFAULT_SETTINGS) -> dict[str, RateCI]:
+    """Each defined audit rate over ``results`` (one per audited row) with its interval.
+
+    Example:
+        >>> rows = [AuditResult(2, ("leg",), (), 2, ()),
+        ...         AuditResult(0, (), (), 2, ("control:car",))]
+        >>> audit_rate_cis(rows)["control_yes_per_control"].estimate
+        0.25
+    """
+    out = {}
     for name, metric in AUDIT_ROW_METRICS.items():
-        pairs = [p for p in map(metric, rows) if p is not None]
-        rates[name] = Rate(float(sum(p[0] for p in pairs)), float(sum(p[1] for p in pairs)))
-    return rates
+        pairs = [p for p in map(metric, results) if p is not None]
+        ci = rate_ci(([p[0] for p in pairs], [p[1] for p in pairs]), settings)
+        if ci is not None:
+            out[name] = ci
+    return out

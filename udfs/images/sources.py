@@ -44,7 +44,8 @@ _LOCAL_HOSTS = ("", "localhost")
 
 
 class SourceError(Exception):
-    """Reading the bytes failed; ``code`` is the row's status."""
+    """An image could not be used: reading its bytes failed here, or decoding them failed in
+    ``udfs.images.prepare``; ``code`` is the row's status, ``message`` names the file."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)

@@ -7,61 +7,22 @@ for some prompts and check the prompt themselves: ``stated_count`` needs ``forbi
 ``invalid_json`` JSON mode. For JSON outputs the prose checks (language, scope, refusal...) read
 the string values of the parsed object, so JSON keys and punctuation never count as prose.
 
-The checks are heuristics for review and for run-level alarms (``flag_rates`` and
-``check_thresholds``), not proof: a flag says "look at this row".
+Language drift and repetition are measured in ``udfs.outputs.text_signs``; the patterns for the
+other checks are here. The checks are heuristics for review and for run-level alarms
+(``flag_rates`` and ``check_thresholds``), not proof: a flag says "look at this row".
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from udfs.outputs.structured import ParsedOutput, parse_structured
+from udfs.outputs.text_signs import LANGUAGE_SCRIPTS, drifts_from, repeats_itself
 from udfs.prompts import PromptSpec
-
-# --- thresholds -----------------------------------------------------------------------------
-# One foreign letter (a "µ" in a label, a stray glyph) is a symbol, not a change of language.
-DRIFT_MIN_FOREIGN_LETTERS = 2
-# Share of letters in an unexpected script from which the output counts as drifting; 2% is two
-# CJK characters in a 100-letter sentence, which is how Qwen drift usually starts.
-DRIFT_MIN_FOREIGN_SHARE = 0.02
-# Longest word n-gram searched for back-to-back repeats; decoding loops repeat a clause or less.
-REPEAT_MAX_NGRAM = 8
-# Four back-to-back copies of the same n-gram: grounded prose never does that ("very, very,
-# very" is three), a greedy decoding loop always does.
-REPEAT_MIN_CONSECUTIVE = 4
-# The same 5-word sequence three times anywhere: loops that interleave other words.
-REPEAT_SPREAD_NGRAM = 5
-REPEAT_SPREAD_MIN_COUNT = 3
-# A unit of 1-8 characters repeated 8 times in a row ("的的的的...", "!!!!!!!!", "abab...")
-# catches loops in text without spaces, which the word checks cannot see.
-REPEAT_CHAR_UNIT_MAX = 8
-REPEAT_CHAR_MIN_COPIES = 8
-
-# --- language -------------------------------------------------------------------------------
-# Scripts each expected language is written in (names as unicodedata spells their first word,
-# with Hiragana/Katakana folded to KANA and CJK to HAN).
-LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
-    **{code: frozenset({"LATIN"}) for code in (
-        "en", "fr", "de", "es", "it", "pt", "nl", "sv", "da", "no", "fi", "pl", "cs", "ro",
-        "hu", "tr", "id", "vi",
-    )},
-    **{code: frozenset({"CYRILLIC"}) for code in ("ru", "uk", "bg", "sr")},
-    "el": frozenset({"GREEK"}),
-    "zh": frozenset({"HAN"}),
-    "ja": frozenset({"HAN", "KANA"}),
-    "ko": frozenset({"HANGUL", "HAN"}),
-    "ar": frozenset({"ARABIC"}),
-    "he": frozenset({"HEBREW"}),
-}
-_SCRIPT_ALIASES = {"CJK": "HAN", "HIRAGANA": "KANA", "KATAKANA": "KANA"}
-# Latin-1 and Latin Extended-A/B: letters there ("µ", "ª", "é") are Latin whatever their name.
-_LATIN_BLOCKS_END = 0x0250
 
 # --- patterns -------------------------------------------------------------------------------
 _SPECIAL_TOKEN = re.compile(r"<\|[a-z_]{2,40}\|>|</?s>|\[/?INST\]|<image>|<unk>", re.IGNORECASE)
@@ -148,12 +109,6 @@ _REFUSAL = re.compile(
     r"(?:provided|attached|uploaded|shared|included)\b",
     re.IGNORECASE | re.MULTILINE,
 )
-_WORD = re.compile(r"\w+", re.UNICODE)
-_CHAR_LOOP = re.compile(
-    rf"(.{{1,{REPEAT_CHAR_UNIT_MAX}}}?)\1{{{REPEAT_CHAR_MIN_COPIES - 1},}}", re.DOTALL
-)
-
-
 @dataclass(frozen=True)
 class OutputUnderCheck:
     """One output and the prompt it answers; parsed JSON and prose are computed once."""
@@ -197,14 +152,7 @@ def _language_drift(out: OutputUnderCheck) -> bool:
     expected = LANGUAGE_SCRIPTS.get(out.prompt.expected_language.split("-")[0].lower())
     if expected is None:
         return False  # unknown language: check_prompt reports it on the driver
-    letters = foreign = 0
-    for char in out.prose:
-        if not char.isalpha():
-            continue
-        letters += 1
-        if script_of(char) not in expected:
-            foreign += 1
-    return foreign >= DRIFT_MIN_FOREIGN_LETTERS and foreign / letters >= DRIFT_MIN_FOREIGN_SHARE
+    return drifts_from(out.prose, expected)
 
 
 def _template_leak(out: OutputUnderCheck) -> bool:
@@ -220,10 +168,7 @@ def _generic_opener(out: OutputUnderCheck) -> bool:
 
 
 def _repetition_loop(out: OutputUnderCheck) -> bool:
-    if any(not m.group(1).isspace() for m in _CHAR_LOOP.finditer(out.text)):
-        return True
-    words = [w.lower() for w in _WORD.findall(out.text)]
-    return _max_consecutive_repeats(words) >= REPEAT_MIN_CONSECUTIVE or _spread_repeats(words)
+    return repeats_itself(out.text)
 
 
 def _stated_count(out: OutputUnderCheck) -> bool:
@@ -358,42 +303,6 @@ def check_thresholds(rates: dict[str, float], max_flag_rate: dict[str, float]) -
         ['truncated']
     """
     return [gid for gid, limit in max_flag_rate.items() if rates.get(gid, 0.0) > limit]
-
-
-def script_of(char: str) -> str:
-    """The script of one letter, e.g. ``'LATIN'``, ``'HAN'``, ``'CYRILLIC'``, ``'KANA'``.
-
-    Example:
-        >>> script_of("é"), script_of("紅"), script_of("я")
-        ('LATIN', 'HAN', 'CYRILLIC')
-    """
-    if ord(char) < _LATIN_BLOCKS_END:
-        return "LATIN"
-    name = unicodedata.name(char, "")
-    for prefix in ("FULLWIDTH ", "HALFWIDTH "):
-        name = name.removeprefix(prefix)
-    first = name.split(" ", 1)[0] if name else "UNKNOWN"
-    return _SCRIPT_ALIASES.get(first, first)
-
-
-def _max_consecutive_repeats(words: list[str]) -> int:
-    """Most back-to-back copies of any n-gram (n <= REPEAT_MAX_NGRAM) in ``words``."""
-    best = 1
-    for n in range(1, min(REPEAT_MAX_NGRAM, len(words) // 2) + 1):
-        for start in range(len(words) - 2 * n + 1):
-            copies = 1
-            while words[start + copies * n : start + (copies + 1) * n] == words[start : start + n]:
-                copies += 1
-            best = max(best, copies)
-            if best >= REPEAT_MIN_CONSECUTIVE:
-                return best
-    return best
-
-
-def _spread_repeats(words: list[str]) -> bool:
-    n = REPEAT_SPREAD_NGRAM
-    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    return any(c >= REPEAT_SPREAD_MIN_COUNT for c in grams.values())
 
 
 def _string_leaves(value: Any) -> list[str]:

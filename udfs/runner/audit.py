@@ -5,7 +5,8 @@ with the image, and record per row the claims it does not confirm (``candid audi
 feeding and rebuild-once policy as describing. It differs in its two steps:
 
 1. ``plan``: each row's claims become probes (``udfs.evaluation.selfcheck.probe_questions``):
-   the claims of its structured output in JSON mode, of its text otherwise, plus control
+   the claims of its structured output in JSON mode (read by the described prompt's declared
+   claim fields, ``claim_fields``), of its text otherwise, plus control
    questions about objects absent by construction (the scene truth's, when the row has one)
    or, on real data, about vocabulary objects the description does not name. Each probe is one
    request: the versioned probe prompt file with the question in its instructions (which hold
@@ -21,27 +22,22 @@ status, or ``engine_error``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pandas as pd
 from pydantic import Field
 
 from udfs.engines.base import Generation, PromptCall
-from udfs.evaluation.ab import DEFAULT_BOOTSTRAP, BootstrapSettings, rate_ci
-from udfs.evaluation.grounding import OBJECTS
 from udfs.evaluation.scores import row_claims
 from udfs.evaluation.selfcheck import (
-    AUDIT_ROW_METRICS,
-    AuditResult,
     Probe,
     audit_answers,
     parse_yes_no,
     probe_questions,
 )
-from udfs.evaluation.stats import RateCI
+from udfs.evaluation.vocabulary import OBJECTS
 from udfs.images.prepare import STATUS_OK
-from udfs.prompts import PromptSpec
+from udfs.prompts import ClaimKind, PromptSpec
 from udfs.runner.feeding import RequestOutcome, RowOutcome, RowPlan
 from udfs.runner.task import RunnerTask
 
@@ -83,6 +79,10 @@ class AuditTask(RunnerTask):
     )
     n_controls: int = Field(2, ge=0, le=10, description="Control questions per row.")
     seed: int = Field(0, description="Picks the controls deterministically (with image_id).")
+    claim_fields: dict[str, ClaimKind] | None = Field(
+        None, description="The described prompt's claims declaration (PromptSpec.claims): "
+        "how its JSON outputs are read; None for a text prompt.",
+    )
 
     def plan(self, frame: pd.DataFrame) -> list[RowPlan]:
         """Each row's probes, one request per probe (the question in the probe prompt)."""
@@ -125,7 +125,11 @@ def probe_prompt(template: PromptSpec, question: str) -> PromptSpec:
 
 def row_probes(row: Any, task: AuditTask) -> list[Probe]:
     """The probes of one input row (a namedtuple with ``AUDIT_INPUT_COLUMNS``)."""
-    claims = row_claims(row.description, row.structured_json, bool(row.json_mode))
+    if bool(row.json_mode) and task.claim_fields is None:
+        raise ValueError("a JSON-mode row needs the prompt's claims declaration "
+                         "(AuditTask.claim_fields)")
+    fields = task.claim_fields if bool(row.json_mode) else None
+    claims = row_claims(row.description, row.structured_json, fields)
     controls = _list(row.controls)
     absent = None if controls is None else [c for c in controls if c in OBJECTS]
     return probe_questions(claims, controls=absent, n_controls=task.n_controls, seed=task.seed,
@@ -173,15 +177,3 @@ def _to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for name in ("n_claims", "n_controls"):
         frame[name] = frame[name].astype("Int64")
     return frame
-
-
-def audit_rate_cis(results: Sequence[AuditResult],
-                   settings: BootstrapSettings = DEFAULT_BOOTSTRAP) -> dict[str, RateCI]:
-    """Each defined audit rate over ``results`` (one per audited row) with its interval."""
-    out = {}
-    for name, metric in AUDIT_ROW_METRICS.items():
-        pairs = [p for p in map(metric, results) if p is not None]
-        ci = rate_ci(([p[0] for p in pairs], [p[1] for p in pairs]), settings)
-        if ci is not None:
-            out[name] = ci
-    return out

@@ -1,10 +1,16 @@
 """The thin adapter between Spark's ``mapInPandas`` and the executor runner
 (``udfs.runner.task.run_batches``), for every kind of task (describing, the audit).
 
-Per Python worker: pin the task's GPU (before CUDA is touched), then run the task on its batches
-with the worker's cached engine (``udfs.engines.cache``: the same cache for every task, so an
-audit reuses the describe job's engine when the settings match). All settings arrive in the
-task argument.
+Per Python worker: pin the task's GPU (before CUDA is touched), re-batch Spark's Arrow batches
+into frames of the task's ``batch_size`` rows, then run the task on them with the worker's
+cached engine (``udfs.engines.cache``: the same cache for every task, so an audit reuses the
+describe job's engine when the settings match). All settings arrive in the task argument.
+
+Why re-batch here rather than set ``spark.sql.execution.arrow.maxRecordsPerBatch``: Spark reads
+that conf on the driver when the query's ``MapInBatchExec.doExecute`` runs, from the session's
+one shared ``SQLConf``. Two chunk jobs on two driver threads of one session would race on it, and
+a value left set leaks into every later query of the session. Frames cut here belong to this
+query alone, whatever the session says.
 
 ``on_stats`` (optional) receives each partition's ``FeedStats`` in the executor when the
 partition is done; it is pickled with the function, so it must be picklable, e.g. a lambda that
@@ -13,7 +19,7 @@ adds ``stats.to_dict()`` to a Spark accumulator the driver reads after the actio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
 import pandas as pd
@@ -22,14 +28,57 @@ from udfs.engines import cache
 from udfs.engines.gpu import pin_task_gpus
 from udfs.runner.task import RunnerTask, StatsCallback, run_batches
 
+PartitionFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
+
+
+def frames_of(batches: Iterable[pd.DataFrame], rows: int) -> Iterator[pd.DataFrame]:
+    """The rows of ``batches``, in order, as frames of exactly ``rows`` rows (the last one may
+    be shorter; empty input frames vanish). Index reset, columns as given."""
+    if rows < 1:
+        raise ValueError(f"rows per frame must be at least 1, got {rows}")
+    held: list[pd.DataFrame] = []
+    count = 0
+    for batch in batches:
+        start = 0
+        while start < len(batch):
+            piece = batch.iloc[start:start + rows - count]
+            held.append(piece)
+            count += len(piece)
+            start += len(piece)
+            if count == rows:
+                yield _joined(held)
+                held, count = [], 0
+    if held:
+        yield _joined(held)
+
+
+def _joined(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+    frame = pieces[0] if len(pieces) == 1 else pd.concat(pieces)
+    return frame.reset_index(drop=True)
+
+
+def in_frames_of(rows: int, fn: PartitionFn) -> PartitionFn:
+    """``fn`` as a ``mapInPandas`` function that receives frames of ``rows`` rows
+    (``frames_of``), for this query only. ``fn`` must be picklable (a module-level function or
+    a ``partial`` of one)."""
+    return partial(_call_in_frames, fn=fn, rows=rows)
+
+
+def _call_in_frames(
+    batches: Iterator[pd.DataFrame], fn: PartitionFn, rows: int
+) -> Iterator[pd.DataFrame]:
+    yield from fn(frames_of(batches, rows))
+
 
 def run_partition(
-    batches: Iterator[pd.DataFrame], task: RunnerTask, on_stats: StatsCallback | None = None
+    frames: Iterator[pd.DataFrame], task: RunnerTask, on_stats: StatsCallback | None = None
 ) -> Iterator[pd.DataFrame]:
-    """``mapInPandas`` function: one output row per input row."""
+    """One output row per input row of ``frames``, one output frame per frame, as given: the
+    ``mapInPandas`` function from ``make_partition_fn`` hands it frames of ``task.batch_size``
+    rows."""
     pin_task_gpus()
     yield from run_batches(
-        batches,
+        frames,
         task,
         get_engine=lambda: cache.get_engine(task.engine, task.images, task.make_engine),
         reset_engine=lambda: cache.discard_engine(task.engine, task.images, task.make_engine),
@@ -37,11 +86,11 @@ def run_partition(
     )
 
 
-def make_partition_fn(
-    task: RunnerTask, on_stats: StatsCallback | None = None
-) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """Bind ``task`` (and ``on_stats``) so the function can be handed to ``mapInPandas``."""
-    return partial(run_partition, task=task, on_stats=on_stats)
+def make_partition_fn(task: RunnerTask, on_stats: StatsCallback | None = None) -> PartitionFn:
+    """The ``mapInPandas`` function for ``task``: Spark's Arrow batches cut into frames of
+    ``task.batch_size`` rows (``in_frames_of``), each run by ``run_partition``; ``task`` and
+    ``on_stats`` are bound, so the function pickles to the executors."""
+    return in_frames_of(task.batch_size, partial(run_partition, task=task, on_stats=on_stats))
 
 
 def hash_partition(batches: Iterator[pd.DataFrame], max_bytes: int) -> Iterator[pd.DataFrame]:

@@ -86,7 +86,7 @@ def run_batches(
     outcomes = feed_frames(
         _checked(batches, task.input_columns),
         task.plan,
-        connect=lambda: open_stream(get_engine(), task.batch_size),
+        connect=lambda: open_stream(get_engine()),
         reset=reset_engine,
         load=partial(load_image, settings=task.images),
         prep_threads=task.prep_threads,
