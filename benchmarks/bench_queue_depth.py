@@ -7,8 +7,9 @@ distinct synthetic thumbnails, the v2 prompt and 96 output tokens. No Spark. Mod
   pattern: every call ends in a tail where a few long sequences run alone);
 * ``stream``: the engine loop (``VllmStream``) kept at ``depth`` requests in flight, a new one
   added as each finishes;
-* ``describe (streamed)``: ``udfs.runner.describe.describe_batches`` on the files, in frames of
-  ``batch_size`` rows (the frames the UDF gets), decoding in its thread pool while the engine works,
+* ``describe (streamed)``: ``udfs.runner.task.run_batches`` (describing) on the files, in frames of
+  ``batch_size`` rows (the frames the UDF gets), decoding in its thread pool while the engine
+  works,
   keeping ``max_num_seqs`` (+ headroom) in flight;
 * ``old batch-wise``: what the UDF did before: decode ``batch_size`` images, ``generate`` them,
   then decode the next batch.
@@ -92,11 +93,13 @@ def run_generate_per_call(engine, images, depth, prompt, sampling) -> Run:
 
 
 def run_streamed(engine, images, depth, prompt, sampling) -> Run:
-    stream = engine.open_stream(prompt, sampling)
+    from udfs.engines.base import PromptCall, Request
+
+    stream, call = engine.open_stream(), PromptCall(prompt, sampling)
     started, outputs, submitted = time.perf_counter(), [], 0
     while len(outputs) < len(images):
         while submitted < len(images) and stream.in_flight < depth:
-            stream.submit(submitted, images[submitted])
+            stream.submit(Request(submitted, call, images[submitted]))
             submitted += 1
         outputs += [outcome for _, outcome in stream.poll()]
     return _tally(Run(time.perf_counter() - started, len(images)), outputs)
@@ -112,13 +115,13 @@ def _frames(paths: list[str], size: int):
 
 
 def run_describe(engine, paths, batch_size, task) -> Run:
-    from udfs.runner.describe import describe_batches
+    from udfs.runner.task import run_batches
 
     task = task.model_copy(update={"batch_size": batch_size})
     stats = []
     started = time.perf_counter()
-    out = list(describe_batches(_frames(paths, batch_size), task, lambda: engine,
-                                on_stats=stats.append))
+    out = list(run_batches(_frames(paths, batch_size), task, lambda: engine,
+                           on_stats=stats.append))
     seconds = time.perf_counter() - started
     rows = sum(len(frame) for frame in out)
     feed = stats[0]

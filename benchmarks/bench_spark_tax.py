@@ -2,7 +2,7 @@
 
 (a) one plain Python process driving the vLLM engine directly: (a1) the engine's stream with
     every request in flight (pre-decoded images: engine time only), (a2) the streamed describe
-    path (``describe_batches``: reading, decoding, guardrails, result frames) in-process;
+    path (``run_batches``: reading, decoding, guardrails, result frames) in-process;
 (b) the describe job on Spark with one Python worker (``local[1]``, one partition, one chunk),
     the same engine settings, results committed to Delta.
 
@@ -191,7 +191,7 @@ def table(result: dict[str, Any], args) -> str:
         "| path | steady images/s | end-to-end images/s |",
         "|---|---:|---:|",
         f"| (a1) engine stream, all {args.large} in flight | {rates['a1']:.1f} | {e2e['a1']:.1f} |",
-        f"| (a2) describe_batches in-process | {rates['a2']:.1f} | {e2e['a2']:.1f} |",
+        f"| (a2) run_batches in-process | {rates['a2']:.1f} | {e2e['a2']:.1f} |",
         f"| (b) describe job, local[1], whole run | {rates['b']:.1f} | {e2e['b']:.1f} |",
         f"| (b) its engine stage (the UDF's wall time) | {rates['b_udf']:.1f} | |",
         "",

@@ -94,7 +94,9 @@ def run_engine(backend: str, model_dir: Path, paths: list[str], args) -> dict[st
     from udfs.engines.stream import open_stream
     from udfs.images.prepare import load_image
     from udfs.prompts import find_prompt
-    from udfs.runner.feeding import FeedStats, feed_frames
+    from udfs.runner.describe import DescribeTask
+    from udfs.runner.feed_stats import FeedStats
+    from udfs.runner.feeding import feed_frames
     from udfs.settings import ImageSettings
 
     images = ImageSettings(max_pixels=200704)
@@ -104,14 +106,16 @@ def run_engine(backend: str, model_dir: Path, paths: list[str], args) -> dict[st
     engine = create_engine(engine_settings(backend, model_dir, args), images)
     start_s = time.monotonic() - started
     stats = FeedStats()
+    task = DescribeTask(engine=engine.settings, images=images, prompt=prompt, sampling=sampling)
     try:
         outcomes = feed_frames(
-            frames_until(paths, time.monotonic() + args.budget_s),
-            connect=lambda: open_stream(engine, prompt, sampling),
+            frames_until(paths, time.monotonic() + args.budget_s), task.plan,
+            connect=lambda: open_stream(engine),
             reset=lambda: None, load=partial(load_image, settings=images), stats=stats,
         )
-        failures = sum(1 for _, rows in outcomes for row in rows if row.outcome is None
-                       or isinstance(row.outcome, BaseException))
+        failures = sum(1 for _, rows in outcomes for row in rows
+                       if not row.outcomes or row.outcomes[0] is None
+                       or isinstance(row.outcomes[0].outcome, BaseException))
     finally:
         engine.shutdown()
     return {"engine": backend, "engine_start_s": round(start_s, 1), "failed_rows": failures,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from udfs.engines.base import Engine, EngineDeadError, Generation
+from udfs.engines.base import Engine, EngineDeadError, EngineSample, Generation, Request
 from udfs.engines.stream import SteppingStream
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
@@ -122,54 +122,80 @@ def _top_left(image) -> tuple[int, int, int]:
 class FakeSteppingStream(SteppingStream):
     """A scheduler in miniature: each step advances the first ``capacity`` requests by one
     token; a request finishes after ``1 + width % 5`` steps, so requests leave out of order.
-    The engine records how many requests were in flight at every step."""
+    Like vLLM it says when it first scheduled each request and reports its running and
+    waiting requests, a KV-cache usage (running / capacity) and its preemptions. The engine
+    records how many requests were in flight at every step."""
 
-    def __init__(self, engine: StreamingFakeEngine, prompt, sampling):
-        super().__init__(engine, prompt, sampling, capacity=engine.settings.vllm_settings.max_num_seqs)
+    def __init__(self, engine: StreamingFakeEngine):
+        super().__init__(engine, capacity=engine.settings.vllm_settings.max_num_seqs)
         self._fake = engine
-        self._queue: dict[str, list] = {}  # request id -> [image, steps left]
+        self._queue: dict[str, list] = {}  # request id -> [request, steps left, scheduled at]
+        self.preemptions = 0
 
-    def _add(self, request_id, image) -> None:
+    def _add(self, request_id, request) -> None:
+        image = request.image
         if self._fake.closed:
             raise EngineDeadError("fake engine was shut down")
         if _top_left(image) == REJECT_RGB:
             raise ValueError("request rejected by the fake processor")
-        self._queue[request_id] = [image, 1 + image.width % 5]
+        self._queue[request_id] = [request, 1 + image.width % 5, None]
         self._fake.submitted.append(image)
 
     def _step(self):
         fake = self._fake
         fake.steps += 1
+        started = time.monotonic()
         time.sleep(fake.step_sleep_s)
         fake.in_flight_at_step.append((len(self._queue), len(fake.submitted)))
         if fake.dies_at_step is not None and fake.steps >= fake.dies_at_step:
             raise EngineDeadError(f"fake engine died at step {fake.steps}")
+        if fake.steps in fake.preempt_at_steps and self._queue:
+            self._preempt_last_running()
         scheduled = list(self._queue.items())[: self.capacity]
-        if any(_top_left(image) == POISON_RGB for _, (image, _) in scheduled):
+        if any(_top_left(entry[0].image) == POISON_RGB for _, entry in scheduled):
             raise ValueError("poisoned request broke the step")
         done = []
         for request_id, entry in scheduled:
+            entry[2] = started if entry[2] is None else entry[2]
             entry[1] -= 1
             if entry[1] == 0:
                 del self._queue[request_id]
-                done.append((request_id, fake.streamed(entry[0])))
+                done.append((request_id, fake.streamed(entry[0], entry[2])))
         return done
+
+    def _preempt_last_running(self) -> None:
+        """Evict the last running request to the back of the queue, its progress lost."""
+        running = list(self._queue)[: self.capacity]
+        request_id = running[-1]
+        request, _, scheduled_at = self._queue.pop(request_id)
+        self._queue[request_id] = [request, 1 + request.image.width % 5, scheduled_at]
+        self.preemptions += 1
+
+    def engine_sample(self) -> EngineSample:
+        running = min(self.capacity, len(self._queue))
+        return EngineSample(running=running, waiting=len(self._queue) - running,
+                            kv_cache_usage=running / self.capacity, preemptions=self.preemptions)
 
     def _abort(self, request_ids) -> None:
         for request_id in request_ids:
             self._queue.pop(request_id, None)
 
 
+# Token log-probabilities of every streamed fake output: mean -1.0, minimum -2.25.
+FAKE_LOGPROBS = (-0.25, -0.5, -1.0, -2.25)
+
+
 class StreamingFakeEngine(PoisonEngine):
     """A ``PoisonEngine`` (its batch ``generate`` is the bisection fallback) that also streams.
 
     ``dies_at_step``: every step from that one on raises ``EngineDeadError`` (per instance);
-    ``step_sleep_s``: how long a step takes.
+    ``step_sleep_s``: how long a step takes; ``preempt_at_steps``: steps that preempt a request.
     The first streamed request of each instance has no cached prompt tokens, later ones 5.
     """
 
     dies_at_step: int | None = None
     step_sleep_s: float = 0.0
+    preempt_at_steps: frozenset[int] = frozenset()
 
     def __init__(self, settings: EngineSettings, image_settings: ImageSettings):
         super().__init__(settings, image_settings)
@@ -178,17 +204,19 @@ class StreamingFakeEngine(PoisonEngine):
         self.submitted: list = []
         self.in_flight_at_step: list[tuple[int, int]] = []  # (in flight, submitted so far)
 
-    def open_stream(self, prompt, sampling):
+    def open_stream(self):
         if self.closed:
             raise EngineDeadError("fake engine was shut down")
-        return FakeSteppingStream(self, prompt, sampling)
+        return FakeSteppingStream(self)
 
-    def streamed(self, image) -> Generation:
+    def streamed(self, request: Request, scheduled_at: float) -> Generation:
         self.served += 1
+        image = request.image
         return Generation(
             text=f"fake {image.width}x{image.height} by {self.instance}",
             token_ids=(1, 2, 3, 4), finish_reason="stop", prompt_tokens=9,
-            cached_prompt_tokens=0 if self.served == 1 else 5,
+            cached_prompt_tokens=0 if self.served == 1 else 5, logprobs=FAKE_LOGPROBS,
+            scheduled_at=scheduled_at,
         )
 
 

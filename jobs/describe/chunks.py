@@ -28,7 +28,7 @@ from jobs.describe.write_back import write_back_chunk
 from udfs.outputs.structured import structured_columns
 from udfs.runner.describe import result_schema_ddl
 from udfs.runner.feeding import FeedStats, engine_metrics
-from udfs.runner.spark_udf import make_describe_fn
+from udfs.runner.spark_udf import make_partition_fn
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -78,7 +78,7 @@ def describe_chunk(
     partitions = run.config.partitions or spark.sparkContext.defaultParallelism
     counts = spark.sparkContext.accumulator({}, StatusCountsParam())
     feeding = spark.sparkContext.accumulator([], ListParam())
-    describe = make_describe_fn(run.task, on_stats=lambda stats: feeding.add([stats.to_dict()]))
+    describe = make_partition_fn(run.task, on_stats=lambda stats: feeding.add([stats.to_dict()]))
     described = (
         rows.select("image_id", "path", "attempts").repartition(partitions, "image_id")
         .mapInPandas(counting_statuses(describe, counts), schema=result_schema_ddl())

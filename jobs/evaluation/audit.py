@@ -2,10 +2,11 @@
 
 For a sample of the ok rows of the config's result scope (its prompt version and model), the
 same model is asked yes/no questions about each concrete claim of the description, with the
-image, in a second pass on the executors (``udfs.runner.audit``: ``mapInPandas``, the worker's
-cached engine, GPU pinning), plus control questions about objects absent by construction: the
-scene truth's when the input table is an eval dataset (``truth_json``), else vocabulary
-objects the description does not name (only probably absent on real images).
+image, in a second pass on the executors (``udfs.runner.audit`` through the one executor runner:
+``mapInPandas``, the worker's cached engine, GPU pinning, streamed feeding), plus control
+questions about objects absent by construction: the scene truth's when the input table is an
+eval dataset (``truth_json``), else vocabulary objects the description does not name (only
+probably absent on real images).
 
 Rows go to a Delta table (appended, one ``audit_run_id`` per run) with the probe prompt's
 name, version and hash; the rates, each with its interval (``udfs.evaluation.ab.rate_ci``: claims
@@ -33,11 +34,10 @@ from udfs.evaluation.selfcheck import AuditResult, audit_rate_cis
 from udfs.prompts import PromptSpec, load_prompt_file
 from udfs.runner.audit import (
     AuditTask,
-    audit_partition,
     audit_schema_ddl,
     check_probe_template,
 )
-from udfs.runner.spark_udf import in_frames_of
+from udfs.runner.spark_udf import make_partition_fn
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,8 +46,9 @@ if TYPE_CHECKING:
 
 DEFAULT_PROBE_PROMPT = "conf/prompts/probes/probe_v1.yaml"
 AUDIT_SUFFIX = "_audit"
-# Rows per frame into the audit UDF: requests are grouped by question within a frame, so
-# larger frames give the engine larger generate calls.
+# Rows per frame into the audit UDF (AuditTask.batch_size: the adapter cuts Spark's Arrow
+# batches to this many rows for this query alone); the engine is fed as a stream across frames,
+# so this sets how often results come back, not how full the engine is.
 DEFAULT_BATCH_ROWS = 64
 
 
@@ -124,6 +125,7 @@ def run_audit(
                            {"candid.job": "audit", "candid.prompt": prompt.key})
     task = AuditTask(engine=identity.engine, images=config.images, probe_prompt=probe,
                      n_controls=options.n_controls, seed=options.seed, make_engine=make_engine,
+                     batch_size=options.batch_rows,
                      claim_fields=dict(prompt.claims) if prompt.output.mode == "json" else None)
     try:
         audited = _second_pass(spark, sample, task, options, config)
@@ -173,14 +175,12 @@ def _sample(spark: SparkSession, config: DescribeConfig, rows: DataFrame,
 def _second_pass(spark: SparkSession, sample: DataFrame, task: AuditTask,
                  options: AuditOptions, config: DescribeConfig) -> DataFrame:
     """The probes on the executors; the result is cached so Delta and the rates read it once."""
-    from functools import partial
-
     partitions = config.partitions or spark.sparkContext.defaultParallelism
     inputs = sample.select("image_id", "path", "description", "structured_json", "json_mode",
                            "controls").repartition(partitions, "image_id")
-    # Frames of batch_rows rows for this query alone (udfs.runner.spark_udf: not a session conf).
-    audit_fn = in_frames_of(options.batch_rows, partial(audit_partition, task=task))
-    audited = inputs.mapInPandas(audit_fn, audit_schema_ddl())
+    # Frames of task.batch_size rows for this query alone (udfs.runner.spark_udf: not a
+    # session conf).
+    audited = inputs.mapInPandas(make_partition_fn(task), audit_schema_ddl())
     audited = audited.cache()
     audited.count()
     return audited

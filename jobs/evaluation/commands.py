@@ -76,7 +76,8 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     audit.add_argument("--probe-prompt", default="conf/prompts/probes/probe_v1.yaml",
                        help="the versioned probe prompt file")
     audit.add_argument("--batch-rows", type=int, default=64,
-                       help="rows per batch; requests are grouped by question within one")
+                       help="rows per frame into the audit UDF (results come back a frame "
+                       "at a time; the engine is fed across frames)")
 
 
 def add_detect_arg(parser: argparse.ArgumentParser) -> None:

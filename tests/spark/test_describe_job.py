@@ -38,6 +38,8 @@ def test_every_image_gets_one_ok_row_with_full_provenance(spark, described):
         assert row.description is not None and row.finish_reason in {"stop", "length"}
         assert row.prompt_tokens > 64 and 0 < row.completion_tokens <= 96
         assert row.latency_ms > 0 and row.written_at is not None
+        assert 0 <= row.queue_wait_ms <= row.latency_ms
+        assert row.min_logprob <= row.mean_logprob < 0
         assert (row.prompt_name, row.prompt_version, row.model) == ("describe", "v2", "test/tiny-qwen2-vl")
         assert row.prompt_hash == first.prompt_hash and row.run_id == first.run_id
         assert row.engine == "vllm" and row.visual_tokens > 0 and row.attempts == 1
@@ -74,6 +76,12 @@ def test_mlflow_run_has_params_metrics_and_artifacts(described):
     metrics = run.data.metrics
     assert metrics["rows_in"] == 8 and metrics["rows_ok"] == 8 and metrics["rows_error"] == 0
     assert metrics["images_per_s"] > 0
+    # vLLM's own scheduler figures, per chunk (2 chunks): KV cache in use, nothing preempted.
+    kv = client.get_metric_history(first.run_id, "chunk.kv_cache_usage_max")
+    assert sorted(m.step for m in kv) == [0, 1] and all(0 < m.value <= 1 for m in kv)
+    assert {m.value for m in client.get_metric_history(first.run_id, "chunk.preemptions")} == {0}
+    assert all(m.value >= 1 for m in
+               client.get_metric_history(first.run_id, "chunk.engine_running_peak"))
     artifacts = {a.path for a in client.list_artifacts(first.run_id)}
     assert {"config.yaml", "summary.json", "prompt", "samples"} <= artifacts
     prompt_files = {a.path for a in client.list_artifacts(first.run_id, "prompt")}

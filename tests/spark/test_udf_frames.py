@@ -19,7 +19,7 @@ import pytest
 from tests.fakes import make_fake_engine
 from udfs.prompts import find_prompt
 from udfs.runner.describe import DescribeTask
-from udfs.runner.spark_udf import make_describe_fn
+from udfs.runner.spark_udf import make_partition_fn
 from udfs.settings import EngineSettings
 
 pytestmark = pytest.mark.spark
@@ -51,7 +51,7 @@ def _run_query(spark, rows, batch_size: int, start) -> list:
                         sampling=prompt.sampling, batch_size=batch_size,
                         make_engine=make_fake_engine)
     sized = rows.repartition(2, "image_id").mapInPandas(
-        partial(_frame_sizes, describe=make_describe_fn(task)), "part INT, seq INT, rows INT"
+        partial(_frame_sizes, describe=make_partition_fn(task)), "part INT, seq INT, rows INT"
     )
     start.wait()
     return sized.collect()

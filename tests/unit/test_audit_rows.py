@@ -1,6 +1,8 @@
-"""The audit's second pass on pandas frames with a fake engine: probes per row, requests
-grouped by question (one generate call per distinct question), answers back to their rows,
-error rows, engine death and the probe prompt file (the rates: test_selfcheck.py)."""
+"""The audit's second pass on pandas frames with a fake engine, through the one executor runner:
+probes per row, one request per probe streamed to the engine (a batch-wise engine gets one
+generate call per distinct question among the requests in flight), each image read once,
+answers back to their rows, error rows, engine death, the probe prompt file, and JSON rows read
+by the described prompt's claims declaration (the rates: test_selfcheck.py)."""
 
 from __future__ import annotations
 
@@ -12,16 +14,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.fakes import StreamingFakeEngine
 from udfs.engines.base import Engine, EngineDeadError, Generation
 from udfs.outputs.guardrails import check_prompt
 from udfs.prompts import PromptSpec, load_prompt_file
 from udfs.runner import audit as audit_rows
 from udfs.runner.audit import (
     AuditTask,
-    audit_frame,
     check_probe_template,
     probe_prompt,
 )
+from udfs.runner.task import run_frame
 from udfs.settings import EngineSettings, ImageSettings
 
 PROBE_FILE = Path(__file__).resolve().parents[2] / "conf" / "prompts" / "probes" / "probe_v1.yaml"
@@ -46,8 +49,8 @@ class QuestionEngine(Engine):
         colours = [image.getpixel((0, 0)) for image in images]
         if any((question, c) in self.fail for c in colours):
             raise ValueError("rejected")
-        return [Generation(self.script.get((question, c), "no"), (1,), "stop", 5)
-                for c in colours]
+        return [Generation(self.script.get((question, c), "no"), (1, 2), "stop", 5,
+                           logprobs=(-0.5, -1.5)) for c in colours]
 
     def shutdown(self):
         pass
@@ -89,7 +92,7 @@ def test_requests_are_grouped_by_question_and_answers_go_back_to_their_rows(tmp_
         (_q("Is the mug blue?"), BLUE): "yes",
         (_q("Is there a lamp in this image?"), BLUE): "yes",
     })
-    out = audit_frame(frame, _task(), lambda: engine)
+    out = run_frame(frame, _task(), lambda: engine)
     assert sorted(engine.calls) == sorted([
         (_q("Is there a mug in this image?"), 2),  # both images in one call
         (_q("Is the mug red?"), 1), (_q("Is there a car in this image?"), 1),
@@ -105,12 +108,12 @@ def test_requests_are_grouped_by_question_and_answers_go_back_to_their_rows(tmp_
     detail = json.loads(r["probes_json"])
     assert detail[1] == {"kind": "color", "claim": "color:red",
                          "question": _q("Is the mug red?"), "expected": "yes",
-                         "answer": "No, it is orange.", "parsed": "no"}
+                         "answer": "No, it is orange.", "parsed": "no", "mean_logprob": -1.0}
 
 
 def test_default_controls_are_vocabulary_objects_when_there_is_no_truth(tmp_path):
     frame = _frame(tmp_path, [("r", _image(tmp_path, "red", RED), "A red mug.", None)])
-    out = audit_frame(frame, _task(n_controls=3), lambda: QuestionEngine({}))
+    out = run_frame(frame, _task(n_controls=3), lambda: QuestionEngine({}))
     (row,) = out.to_dict("records")
     assert row["n_controls"] == 3 and row["n_claims"] == 2
 
@@ -121,7 +124,7 @@ def test_bad_image_and_rejected_request_fail_only_their_rows(tmp_path):
     frame = _frame(tmp_path, [("gone", missing, "A mug.", []), ("r", red, "A mug.", []),
                               ("b", blue, "A mug.", [])])
     engine = QuestionEngine({}, fail={(_q("Is there a mug in this image?"), BLUE)})
-    out = audit_frame(frame, _task(), lambda: engine)
+    out = run_frame(frame, _task(), lambda: engine)
     assert list(out["status"]) == ["missing_file", "ok", "engine_error"]
     assert "rejected" in out["status_message"][2] and blue in out["status_message"][2]
     assert out["n_claims"][1] == 1 and pd.isna(out["n_claims"][0])
@@ -131,23 +134,23 @@ def test_a_dead_engine_is_rebuilt_once_and_a_second_death_fails_the_task(tmp_pat
     frame = _frame(tmp_path, [("r", _image(tmp_path, "red", RED), "A mug.", [])])
     engines = [QuestionEngine({}, dies=1), QuestionEngine({})]
     resets = []
-    out = audit_frame(frame, _task(), lambda: engines[len(resets)], lambda: resets.append(1))
+    out = run_frame(frame, _task(), lambda: engines[len(resets)], lambda: resets.append(1))
     assert list(out["status"]) == ["ok"] and len(resets) == 1
     always = QuestionEngine({}, dies=2)
     with pytest.raises(RuntimeError, match="fatally twice"):
-        audit_frame(frame, _task(), lambda: always)
+        run_frame(frame, _task(), lambda: always)
 
 
 def test_a_row_without_probes_asks_nothing(tmp_path):
     frame = _frame(tmp_path, [("r", _image(tmp_path, "red", RED), "Something.", [])])
     engine = QuestionEngine({})
-    out = audit_frame(frame, _task(n_controls=0), lambda: engine)
+    out = run_frame(frame, _task(n_controls=0), lambda: engine)
     assert engine.calls == [] and out["n_claims"][0] == 0 and out["status"][0] == "ok"
 
 
 def test_missing_input_columns_are_named():
     with pytest.raises(ValueError, match="controls"):
-        audit_frame(pd.DataFrame({"image_id": [], "path": [], "description": [],
+        run_frame(pd.DataFrame({"image_id": [], "path": [], "description": [],
                                   "structured_json": [], "json_mode": []}), _task(), None)
 
 
@@ -167,3 +170,75 @@ def test_the_shipped_probe_prompt_is_sound():
 
 def test_docstring_examples_run():
     assert doctest.testmod(audit_rows).failed == 0
+
+
+class AnsweringStreamEngine(StreamingFakeEngine):
+    """A streaming engine (like vLLM) that answers each probe from ``script`` by (question,
+    image colour): every request brings its own prompt."""
+
+    script: dict = {}
+
+    def streamed(self, request, scheduled_at):
+        question = request.call.prompt.instructions.removeprefix("Q: ")
+        colour = request.image.getpixel((0, 0))
+        self.asked.append(question)
+        return Generation(self.script.get((question, colour), "no"), (1,), "stop", 5,
+                          scheduled_at=scheduled_at)
+
+
+def test_probes_stream_through_the_shared_runner_and_each_image_is_read_once(
+    tmp_path, monkeypatch
+):
+    from udfs.runner import task as runner_task
+
+    reads: list[str] = []
+    real_load = runner_task.load_image
+
+    def counting_load(path, settings):
+        reads.append(path)
+        return real_load(path, settings)
+
+    monkeypatch.setattr(runner_task, "load_image", counting_load)
+    red, blue = _image(tmp_path, "red", RED), _image(tmp_path, "blue", BLUE)
+    frame = _frame(tmp_path, [
+        ("r", red, "A red mug with a handle.", ["car", "lamp"]),
+        ("none", blue, "Something.", []),  # no claim, no control: nothing asked, nothing read
+        ("b", blue, "A blue mug.", ["drawer", "lamp"]),
+    ])
+    engine = AnsweringStreamEngine(EngineSettings(model="fake", vllm={"max_num_seqs": 2}), ImageSettings())
+    engine.asked = []
+    engine.script = {(_q("Is there a mug in this image?"), RED): "Yes.",
+                     (_q("Is the mug red?"), RED): "yes",
+                     (_q("Is there a lamp in this image?"), BLUE): "yes"}
+    out = run_frame(frame, _task(), lambda: engine)
+    assert sorted(reads) == sorted([red, blue])  # once per row with probes, not once per probe
+    r, none, b = out.to_dict("records")
+    assert (r["status"], r["n_claims"], r["unconfirmed"], r["control_yes"]) == (
+        "ok", 3, ["handle"], [])
+    assert (none["status"], none["n_claims"], none["n_controls"]) == ("ok", 0, 0)
+    assert (b["n_claims"], b["unconfirmed"], b["control_yes"]) == (
+        2, ["mug", "color:blue"], ["control:lamp"])
+    # Every probe was one request, and the engine was kept at its capacity (2) while probes
+    # were left to submit.
+    assert len(engine.asked) == r["n_claims"] + r["n_controls"] + b["n_claims"] + b["n_controls"]
+    total = len(engine.asked)
+    assert all(in_flight >= 2 for in_flight, submitted in engine.in_flight_at_step
+               if submitted < total)
+
+
+def test_json_rows_are_probed_by_the_declared_claim_fields(tmp_path):
+    red = _image(tmp_path, "red", RED)
+    output = json.dumps({"thing": "mug", "paint": ["red"], "mood": "calm"})
+    frame = _frame(tmp_path, [("j", red, "ignored text about a lamp", [])]).assign(
+        structured_json=[output], json_mode=[True])
+    engine = QuestionEngine({(_q("Is there a mug in this image?"), RED): "yes",
+                             (_q("Is the mug red?"), RED): "no"})
+    declared = {"thing": "object", "paint": "color", "mood": "none"}
+    out = run_frame(frame, _task(claim_fields=declared), lambda: engine)
+    (row,) = out.to_dict("records")
+    # The declared fields, not the text: a mug and its colour; "mood" claims nothing.
+    assert sorted(question for question, _ in engine.calls) == sorted([
+        _q("Is there a mug in this image?"), _q("Is the mug red?")])
+    assert (row["status"], row["n_claims"], row["denied"]) == ("ok", 2, ["color:red"])
+    with pytest.raises(ValueError, match="claims declaration"):
+        run_frame(frame, _task(), lambda: QuestionEngine({}))

@@ -16,7 +16,8 @@ from tests.fakes import (
     PoisonEngine,
 )
 from udfs.prompts import find_prompt
-from udfs.runner.describe import RESULT_COLUMN_NAMES, DescribeTask, describe_batches, describe_rows
+from udfs.runner.describe import RESULT_COLUMN_NAMES, DescribeTask
+from udfs.runner.task import run_batches, run_frame
 from udfs.settings import EngineSettings, ImageSettings
 
 PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"
@@ -66,7 +67,7 @@ class Provider:
 def test_rows_in_equal_rows_out_in_order_with_bounded_batches(tmp_path):
     frame = _images(tmp_path, [(56 + 28 * i, 84) for i in range(7)])
     provider = Provider(FakeEngine)
-    out = pd.concat(describe_batches(iter([frame]), _task(), provider.get))
+    out = pd.concat(run_batches(iter([frame]), _task(), provider.get))
     assert list(out["image_id"]) == list(frame["image_id"])
     assert list(out.columns) == list(RESULT_COLUMN_NAMES)
     assert (out["status"] == "ok").all()
@@ -89,7 +90,7 @@ def test_bad_rows_become_error_rows_and_the_engine_is_not_built_for_them(tmp_pat
                  str(tmp_path / "text.jpg")],
     })
     provider = Provider(FakeEngine)
-    out = describe_rows(frame, _task(), provider.get)
+    out = run_frame(frame, _task(), provider.get)
     assert list(out["status"]) == ["missing_file", "empty_file", "not_an_image"]
     assert all(str(tmp_path) in message for message in out["status_message"])
     assert out["description"].isna().all()
@@ -99,7 +100,7 @@ def test_bad_rows_become_error_rows_and_the_engine_is_not_built_for_them(tmp_pat
 def test_poison_rows_are_isolated_by_bisection(tmp_path):
     frame = _images(tmp_path, [(64, 64)] * 8, poison={2, 5})
     provider = Provider(PoisonEngine, _settings(images_per_call=8))
-    out = describe_rows(frame, _task(images_per_call=8), provider.get)
+    out = run_frame(frame, _task(images_per_call=8), provider.get)
     assert list(out["status"] == "engine_error") == [i in {2, 5} for i in range(8)]
     assert out.loc[2, "status_message"].endswith("ValueError: poisoned image in batch")
     assert out.loc[out["status"] == "ok", "description"].notna().all()
@@ -109,7 +110,7 @@ def test_fatal_error_rebuilds_the_engine_once(tmp_path):
     marker = tmp_path / "died"
     frame = _images(tmp_path, [(64, 64)] * 4)
     provider = Provider(DiesOnceEngine, _settings(model=str(marker)))
-    out = describe_rows(frame, _task(model=str(marker)), provider.get, provider.reset)
+    out = run_frame(frame, _task(model=str(marker)), provider.get, provider.reset)
     assert (out["status"] == "ok").all()
     assert len(provider.built) == 2 and provider.built[0].closed
 
@@ -118,18 +119,18 @@ def test_second_fatal_error_fails_the_task_with_a_clear_message(tmp_path):
     frame = _images(tmp_path, [(64, 64)] * 2)
     provider = Provider(AlwaysDeadEngine)
     with pytest.raises(RuntimeError, match="engine failed fatally twice"):
-        describe_rows(frame, _task(), provider.get, provider.reset)
+        run_frame(frame, _task(), provider.get, provider.reset)
     assert len(provider.built) == 2
 
 
 def test_missing_input_column_is_a_clear_error():
     with pytest.raises(ValueError, match=r"lack column\(s\) \['path'\]"):
-        list(describe_batches(iter([pd.DataFrame({"image_id": ["x"]})]), _task(), lambda: None))
+        list(run_batches(iter([pd.DataFrame({"image_id": ["x"]})]), _task(), lambda: None))
 
 
 def test_attempts_column_passes_through(tmp_path):
     frame = _images(tmp_path, [(64, 64)] * 2).assign(attempts=[1, 3])
-    out = describe_rows(frame, _task(), Provider(FakeEngine).get)
+    out = run_frame(frame, _task(), Provider(FakeEngine).get)
     assert list(out["attempts"]) == [1, 3]
 
 
@@ -154,7 +155,7 @@ def test_json_prompts_get_structured_values_or_an_invalid_json_flag(tmp_path):
     prompt = find_prompt(PROMPTS, "v3")
     task = DescribeTask(engine=_settings(), prompt=prompt, sampling=prompt.sampling)
     frame = _images(tmp_path, [(112, 56), (56, 112)])
-    out = describe_rows(frame, task, Provider(JsonEngine).get)
+    out = run_frame(frame, task, Provider(JsonEngine).get)
     wide, tall = out.iloc[0], out.iloc[1]
     assert json.loads(wide["structured_json"]) == {
         "subject": "red square", "colors": '["red"]', "count": "uncertain",

@@ -12,7 +12,7 @@ from tests.fakes import FakeEngine, make_chatty_engine, make_fake_engine
 from udfs.engines import cache
 from udfs.prompts import find_prompt
 from udfs.runner.describe import DescribeTask
-from udfs.runner.spark_udf import make_describe_fn
+from udfs.runner.spark_udf import make_partition_fn
 from udfs.settings import EngineSettings, ImageSettings
 
 PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"
@@ -33,7 +33,7 @@ def test_an_injected_factory_builds_the_engine_once_and_rows_carry_the_fingerpri
     frame = pd.DataFrame({"image_id": ["a", "b", "c"], "path": [str(p) for p in paths]})
     task = _task(make_engine=make_fake_engine, fingerprint="fp-123", batch_size=2)
     # What Spark does with the function: pickle it (the factory travels by reference).
-    describe = pickle.loads(pickle.dumps(make_describe_fn(task)))
+    describe = pickle.loads(pickle.dumps(make_partition_fn(task)))
     frames = list(describe(iter([frame])))
     assert [len(f) for f in frames] == [2, 1]  # the adapter's frames: batch_size rows
     first = pd.concat(frames, ignore_index=True)

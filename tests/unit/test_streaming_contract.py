@@ -1,6 +1,6 @@
-"""Streamed feeding (udfs.runner.feeding through udfs.runner.describe) with fake engines: the engine is kept
-full, rows come back in order per frame, a bad request fails alone, a dead engine is rebuilt
-once, decoded images waiting are bounded, and the partition's stats add up."""
+"""Streamed feeding (udfs.runner.feeding through the runner, describing) with fake engines: the
+engine is kept full, rows come back in order per frame, a bad request fails alone, a dead engine
+is rebuilt once, decoded images waiting are bounded, and the partition's stats add up."""
 
 from pathlib import Path
 
@@ -11,8 +11,10 @@ from PIL import Image
 from tests.fakes import POISON_RGB, REJECT_RGB, FakeEngine, StreamingFakeEngine
 from udfs.images.prepare import load_image
 from udfs.prompts import find_prompt
-from udfs.runner.describe import DescribeTask, describe_batches
-from udfs.runner.feeding import FeedStats, feed_frames
+from udfs.runner.describe import DescribeTask
+from udfs.runner.feed_stats import FeedStats
+from udfs.runner.feeding import engine_metrics, feed_frames
+from udfs.runner.task import run_batches
 from udfs.settings import EngineSettings, ImageSettings
 
 PROMPTS = Path(__file__).resolve().parents[2] / "conf" / "prompts"
@@ -59,14 +61,17 @@ class Builds:
     """Builds engines on demand like the worker cache; ``dies`` gives each build's
     ``dies_at_step`` in turn (the last one repeats)."""
 
-    def __init__(self, dies: list[int | None] | None = None, step_sleep_s: float = 0.0):
+    def __init__(self, dies: list[int | None] | None = None, step_sleep_s: float = 0.0,
+                 preempt_at_steps: frozenset[int] = frozenset()):
         self.dies, self.step_sleep_s, self.built = dies or [None], step_sleep_s, []
+        self.preempt_at_steps = preempt_at_steps
 
     def get(self) -> StreamingFakeEngine:
         if not self.built or self.built[-1].closed:
             engine = StreamingFakeEngine(_settings(), ImageSettings())
             engine.dies_at_step = self.dies[min(len(self.built), len(self.dies) - 1)]
             engine.step_sleep_s = self.step_sleep_s
+            engine.preempt_at_steps = self.preempt_at_steps
             self.built.append(engine)
         return self.built[-1]
 
@@ -76,7 +81,7 @@ class Builds:
 
 
 def _run(frames, task, builds, on_stats=None) -> list[pd.DataFrame]:
-    return list(describe_batches(iter(frames), task, builds.get, builds.reset, on_stats))
+    return list(run_batches(iter(frames), task, builds.get, builds.reset, on_stats))
 
 
 def test_the_engine_is_kept_at_capacity_while_rows_remain(tmp_path):
@@ -170,8 +175,7 @@ def test_decoded_images_waiting_never_exceed_the_cap(tmp_path):
     stats = FeedStats()
     task = _task()
     outcomes = feed_frames(
-        iter(_frames(paths, [8] * 5)),
-        connect=lambda: builds.get().open_stream(task.prompt, task.sampling),
+        iter(_frames(paths, [8] * 5)), task.plan, connect=lambda: builds.get().open_stream(),
         reset=builds.reset, load=load, prep_threads=3, max_waiting=5, stats=stats,
     )
     rows = [row for _, frame_rows in outcomes for row in frame_rows]
@@ -225,7 +229,58 @@ def test_generate_only_engines_stay_batch_wise_across_frames(tmp_path):
 
     frames = _frames(paths, [2, 2, 2, 1])
     task = _task().model_copy(update={"engine": settings, "batch_size": 5})
-    out = pd.concat(describe_batches(iter(frames), task, get))
+    reported: list[FeedStats] = []
+    out = pd.concat(run_batches(iter(frames), task, get, on_stats=reported.append))
     assert built[0].batch_sizes == [3, 3, 1]
     assert list(out["image_id"]) == [f"img_{i}" for i in range(7)]
     assert out["cached_prompt_tokens"].isna().all()  # this engine cannot say
+    assert out["mean_logprob"].isna().all() and out["min_logprob"].isna().all()
+    # A batch-wise request is scheduled when its generate call begins.
+    assert ((out["queue_wait_ms"] >= 0) & (out["queue_wait_ms"] <= out["latency_ms"])).all()
+    (stats,) = reported
+    assert stats.queue_waits == 7 and stats.in_flight_peak == 3
+    # No scheduler of its own: no engine figures, and none logged.
+    assert stats.preemptions is None and stats.kv_cache_usage_mean is None
+    assert not {"kv_cache_usage_mean", "preemptions", "engine_running_peak"} & set(
+        engine_metrics(stats))
+
+
+def test_rows_carry_their_queue_wait_and_token_logprobs(tmp_path):
+    paths = _write(tmp_path, 12)
+    builds = Builds(step_sleep_s=0.01)
+    out = pd.concat(_run(_frames(paths, [12]), _task(max_num_seqs=4), builds), ignore_index=True)
+    assert (out["status"] == "ok").all()
+    # The fake's token log-probabilities are (-0.25, -0.5, -1.0, -2.25).
+    assert (out["mean_logprob"] == -1.0).all() and (out["min_logprob"] == -2.25).all()
+    waits, latencies = out["queue_wait_ms"], out["latency_ms"]
+    assert ((waits >= 0) & (waits <= latencies)).all()
+    # Six requests (capacity 4 + headroom 2) are submitted before the first step; the fifth and
+    # sixth are scheduled in a later step, at least one step's sleep (10 ms) after submit.
+    assert (waits.iloc[4:6] >= 10.0).all(), list(waits)
+
+
+def test_live_engine_figures_add_up_across_a_rebuild(tmp_path):
+    paths = _write(tmp_path, 20)
+    # Each engine preempts a request in its third step; the first dies at its fifth.
+    builds = Builds(dies=[5, None], step_sleep_s=0.002, preempt_at_steps=frozenset({3}))
+    reported: list[FeedStats] = []
+    out = pd.concat(_run(_frames(paths, [20]), _task(max_num_seqs=4), builds, reported.append))
+    assert (out["status"] == "ok").all()
+    (stats,) = reported
+    assert stats.engine_rebuilds == 1 and stats.preemptions == 2
+    assert stats.engine_running_peak == 4 and stats.kv_cache_usage_max == 1.0
+    assert 0 < stats.kv_cache_usage_mean <= 1 and 0 < stats.engine_running_mean <= 4
+    assert stats.engine_waiting_mean > 0  # the headroom waits inside the engine
+    assert 0 < stats.engine_sampled_s <= stats.step_s
+    assert stats.in_flight_peak == 6 and 0 < stats.in_flight_mean <= 6
+    assert stats.queue_waits == 20 and stats.queue_wait_ms_mean > 0
+    metrics = engine_metrics(stats, prefix="chunk.")
+    assert metrics["chunk.preemptions"] == 2.0 and metrics["chunk.kv_cache_usage_max"] == 1.0
+    assert metrics["chunk.engine_running_peak"] == 4.0 and metrics["chunk.in_flight_peak"] == 6.0
+    assert metrics["chunk.queue_wait_ms_mean"] == pytest.approx(stats.queue_wait_ms_mean)
+    # Two partitions: counts add up, peaks and maxima stay, means stay means.
+    both = FeedStats.combined([stats, FeedStats.from_dict(stats.to_dict())])
+    assert (both.preemptions, both.engine_running_peak, both.in_flight_peak) == (4, 4, 6)
+    assert both.kv_cache_usage_max == 1.0 and both.queue_waits == 40
+    assert both.kv_cache_usage_mean == pytest.approx(stats.kv_cache_usage_mean)
+    assert both.queue_wait_ms_mean == pytest.approx(stats.queue_wait_ms_mean)

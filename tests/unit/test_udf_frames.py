@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 
 from tests.fakes import FakeEngine, StreamingFakeEngine
 from udfs.engines.stream import BatchedStream, open_stream
-from udfs.prompts import PromptSpec
 from udfs.runner.spark_udf import frames_of, in_frames_of
-from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
+from udfs.settings import EngineSettings, ImageSettings
 
 
 def _frames(sizes: list[int]) -> list[pd.DataFrame]:
@@ -56,22 +55,18 @@ def test_in_frames_of_hands_the_wrapped_function_frames_of_that_size():
     assert list(seen["rows"]) == [4, 4, 4, 4, 1]
 
 
-def _prompt() -> PromptSpec:
-    return PromptSpec(name="p", version="v1", system="s", instructions="i")
-
-
 def test_a_batch_wise_engine_takes_its_backends_images_per_call():
     hf = FakeEngine(EngineSettings(backend="transformers", model="f",
                                    transformers={"images_per_call": 5}), ImageSettings())
-    stream = open_stream(hf, _prompt(), SamplingSettings())
+    stream = open_stream(hf)
     assert isinstance(stream, BatchedStream) and (stream.capacity, stream.depth) == (5, 5)
     # Under the vLLM backend, an engine without a stream batches what vLLM would schedule.
     vllm_like = FakeEngine(EngineSettings(model="f", vllm={"max_num_seqs": 3}), ImageSettings())
-    assert open_stream(vllm_like, _prompt(), SamplingSettings()).capacity == 3
+    assert open_stream(vllm_like).capacity == 3
 
 
 def test_an_engine_with_its_own_stream_keeps_it():
     engine = StreamingFakeEngine(EngineSettings(model="f", vllm={"max_num_seqs": 6}),
                                  ImageSettings())
-    stream = open_stream(engine, _prompt(), SamplingSettings())
+    stream = open_stream(engine)
     assert not isinstance(stream, BatchedStream) and stream.capacity == 6

@@ -1,16 +1,23 @@
 """The engine interface shared by every backend (``udfs.engines.registry`` picks one).
 
-Two ways to drive an engine: ``generate`` (a batch in, a batch out) and ``open_stream`` (requests
-submitted one by one, collected as each finishes, so the engine never waits for a batch's
-slowest request). Engines that can only ``generate`` get a batch-wise stream from
-``udfs.engines.stream.open_stream``.
+Two ways to drive an engine: ``generate`` (a batch of images for one prompt in, a batch out) and
+``open_stream`` (requests submitted one by one, each with its own prompt, collected as each
+finishes, so the engine never waits for a batch's slowest request). Engines that can only
+``generate`` get a batch-wise stream from ``udfs.engines.stream.open_stream``.
+
+Everything that crosses the stream is plain picklable data (``Request`` in; ``Generation`` or
+the exception out; ``EngineSample``), never an engine object, so a stream can as well be a
+proxy for an engine in another process. Timestamps are ``time.monotonic()`` seconds: on Linux
+that is CLOCK_MONOTONIC, one clock for every process of the machine.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from udfs.prompts import PromptSpec
@@ -19,7 +26,7 @@ from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 if TYPE_CHECKING:
     from PIL import Image
 
-# (row key, its outcome): a Generation, or the exception that failed this request alone.
+# (request key, its outcome): a Generation, or the exception that failed this request alone.
 StreamResult = tuple[int, "Generation | BaseException"]
 # vLLM and transformers finish reasons, mapped to one vocabulary.
 FINISH_STOP = "stop"
@@ -34,7 +41,7 @@ class EngineDeadError(RuntimeError):
 @dataclass(frozen=True)
 class Generation:
     """One output. ``token_ids`` exclude the end-of-sequence token that stopped generation, so
-    the ids of both engines are directly comparable."""
+    the ids of both engines are directly comparable; ``logprobs`` are aligned with them."""
 
     text: str
     token_ids: tuple[int, ...]
@@ -43,14 +50,70 @@ class Generation:
     # Prompt tokens served from the prefix cache (vLLM's num_cached_tokens); None when the
     # engine cannot say.
     cached_prompt_tokens: int | None = None
+    # The model's log-probability (natural log, before sampling penalties, temperature or a
+    # JSON grammar) of each token in token_ids; None when the engine cannot say.
+    logprobs: tuple[float, ...] | None = None
+    # time.monotonic() when the engine first scheduled this request (vLLM: the step that
+    # first ran it; batch-wise engines: when its generate call, or its own turn in it,
+    # began); None when the engine cannot say.
+    scheduled_at: float | None = None
 
     @property
     def completion_tokens(self) -> int:
         return len(self.token_ids)
 
+    @property
+    def mean_logprob(self) -> float | None:
+        """Mean token log-probability: a confidence signal, not a truth (None: no tokens or
+        no log-probabilities)."""
+        if not self.logprobs:
+            return None
+        return math.fsum(self.logprobs) / len(self.logprobs)
+
+    @property
+    def min_logprob(self) -> float | None:
+        """The least likely generated token's log-probability (None as for the mean)."""
+        return min(self.logprobs) if self.logprobs else None
+
+
+@dataclass(frozen=True)
+class PromptCall:
+    """What a request asks, without the image: a prompt and the sampling to answer it with.
+    Streams group requests and cache rendered prompts by ``key``."""
+
+    prompt: PromptSpec
+    sampling: SamplingSettings
+
+    @cached_property
+    def key(self) -> str:
+        return f"{self.prompt.content_hash()}:{self.sampling.stable_hash()}"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request: ``key`` (unique within a stream, how its outcome comes back), its prompt
+    and sampling, and the image (RGB, sized by ``udfs.images.prepare.prepare_image``)."""
+
+    key: int
+    call: PromptCall
+    image: Any
+
+
+@dataclass(frozen=True)
+class EngineSample:
+    """An engine's own scheduler state after a step (vLLM's ``SchedulerStats`` figures), for
+    the live engine metrics of ``udfs.runner.feed_stats.FeedStats``."""
+
+    running: int
+    waiting: int
+    # Fraction of the KV cache's blocks in use, 0..1.
+    kv_cache_usage: float
+    # Preemptions (a running request evicted to free KV cache) counted by this stream so far.
+    preemptions: int
+
 
 class RequestStream(ABC):
-    """Requests on one engine for one prompt, each finishing on its own.
+    """Requests on one engine, each finishing on its own.
 
     Attributes:
         capacity: requests the engine works on at once. A feeder that has rows left keeps at
@@ -64,8 +127,8 @@ class RequestStream(ABC):
     depth: int
 
     @abstractmethod
-    def submit(self, key: int, image: Any) -> None:
-        """Queue one request for ``image`` under ``key`` (unique within the stream).
+    def submit(self, request: Request) -> None:
+        """Queue one request (its ``key`` unique within the stream).
 
         Raises:
             EngineDeadError: the engine can no longer serve requests. A request the engine
@@ -85,6 +148,11 @@ class RequestStream(ABC):
     @abstractmethod
     def in_flight(self) -> int:
         """Requests submitted and not yet returned by ``poll``."""
+
+    def engine_sample(self) -> EngineSample | None:
+        """The engine's scheduler state after the last ``poll``; None when it has none to
+        report (batch-wise engines)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - a stream with nothing to free keeps this no-op
         """Forget (abort) everything still in flight. Idempotent; never raises."""
@@ -117,11 +185,10 @@ class Engine(ABC):
     def shutdown(self) -> None:
         """Release the model and its memory. Idempotent."""
 
-    def open_stream(self, prompt: PromptSpec, sampling: SamplingSettings) -> RequestStream | None:
-        """A stream of requests for one prompt, for engines that add requests to a running
-        batch (vLLM). The default, None, means batch-wise only: callers use
-        ``udfs.engines.stream.open_stream``, which then runs ``generate`` on
-        ``images_per_call`` requests at a time."""
+    def open_stream(self) -> RequestStream | None:
+        """A stream of requests for engines that add requests to a running batch (vLLM). The
+        default, None, means batch-wise only: callers use ``udfs.engines.stream.open_stream``,
+        which then runs ``generate`` on ``images_per_call`` requests at a time."""
         return None
 
     @property

@@ -3,6 +3,8 @@
 It renders the same chat text and feeds the same pixels as the vLLM engine; with float32 and
 greedy decoding both give the same token ids. It generates one image at a time: batched
 generation pads prompts, which changes float results slightly and would break that equality.
+Token log-probabilities come from the raw logits of each generated position (``output_logits``,
+before penalties and temperature), as vLLM's ``raw_logprobs`` does.
 It has no stream of its own: the feeder hands it ``engine.transformers.images_per_call`` images
 per ``generate`` call (``udfs.engines.stream.BatchedStream``).
 """
@@ -10,6 +12,7 @@ per ``generate`` call (``udfs.engines.stream.BatchedStream``).
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +62,7 @@ class TransformersEngine(Engine):
             raise EngineDeadError(f"out of memory in transformers generate: {err}") from err
 
     def _generate_one(self, image, text: str, sampling: SamplingSettings) -> Generation:
+        started = time.monotonic()  # one image at a time: its own turn is when it is scheduled
         inputs = self._processor(
             text=[text], images=[image], return_tensors="pt",
             images_kwargs={"size": self.image_settings.processor_size()},
@@ -75,15 +79,26 @@ class TransformersEngine(Engine):
                 top_p=None if greedy else sampling.top_p,
                 top_k=None,
                 repetition_penalty=sampling.repetition_penalty,
+                output_logits=True,
+                return_dict_in_generate=True,
             )
         prompt_len = int(inputs["input_ids"].shape[1])
-        new_ids = [int(t) for t in output[0, prompt_len:]]
+        new_ids = [int(t) for t in output.sequences[0, prompt_len:]]
+        logprobs = self._token_logprobs(output.logits, new_ids)
         finish = FINISH_LENGTH
         if new_ids and new_ids[-1] in self._eos_ids:
-            new_ids, finish = new_ids[:-1], FINISH_STOP
+            new_ids, logprobs, finish = new_ids[:-1], logprobs[:-1], FINISH_STOP
         decoded = self._processor.tokenizer.decode(new_ids, skip_special_tokens=True)
         return Generation(
-            text=decoded, token_ids=tuple(new_ids), finish_reason=finish, prompt_tokens=prompt_len
+            text=decoded, token_ids=tuple(new_ids), finish_reason=finish, prompt_tokens=prompt_len,
+            logprobs=logprobs, scheduled_at=started,
+        )
+
+    def _token_logprobs(self, logits: Any, token_ids: list[int]) -> tuple[float, ...]:
+        """log_softmax (float32) of each position's raw logits, at the token generated there."""
+        return tuple(
+            float(self._torch.log_softmax(step[0].float(), dim=-1)[token])
+            for step, token in zip(logits, token_ids, strict=True)
         )
 
     def shutdown(self) -> None:

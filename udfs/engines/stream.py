@@ -1,38 +1,38 @@
 """Streams of requests: the engine-side half of streamed feeding (``udfs.runner.feeding``).
 
-A stream takes requests one at a time (``submit``) and hands back each one when it finishes
-(``poll``), so a feeder can add a new request the moment another one leaves and the engine never
-idles in the tail of a batch. Every submitted key comes back from ``poll`` exactly once, with a
-``Generation`` or the exception that failed that request alone; only ``EngineDeadError`` is
-raised, and then every request still in flight is lost and must be resubmitted to a new engine.
+A stream takes requests one at a time (``submit``), each with its own prompt, and hands back
+each one when it finishes (``poll``), so a feeder can add a new request the moment another one
+leaves and the engine never idles in the tail of a batch. Every submitted key comes back from
+``poll`` exactly once, with a ``Generation`` or the exception that failed that request alone;
+only ``EngineDeadError`` is raised, and then every request still in flight is lost and must be
+resubmitted to a new engine.
 
-``BatchedStream`` adapts engines that can only ``generate`` a whole batch (transformers, the
-test fakes): it collects the engine's ``images_per_call`` requests, generates them together,
-and isolates a failing request by bisection (``generate_isolating_failures``).
-``SteppingStream`` is the base for engines with their own continuous-batching loop (vLLM): it
-owns the per-request contract (rejections, a step that breaks, aborts) so that a backend only
-adds, steps and aborts.
+``BatchedStream`` adapts engines that can only ``generate`` a whole batch for one prompt
+(transformers, the test fakes): it collects the engine's ``images_per_call`` requests, generates
+them together, one call per distinct prompt, and isolates a failing request by bisection
+(``generate_isolating_failures``). ``SteppingStream`` is the base for engines with their own
+continuous-batching loop (vLLM): it owns the per-request contract (rejections, a step that
+breaks, aborts) so that a backend only adds, steps and aborts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
+import time
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 from udfs.engines.base import (
+    Engine,
     EngineDeadError,
     Generation,
+    Request,
     RequestStream,
     StreamResult,
     generate_isolating_failures,
 )
-from udfs.prompts import PromptSpec
-from udfs.settings import SamplingSettings
-
-if TYPE_CHECKING:
-    from udfs.engines.base import Engine
 
 # Requests a stepping stream keeps queued inside the engine beyond its capacity (at least this
 # many, or an eighth more): a request that finishes is replaced from the engine's own queue in
@@ -43,13 +43,39 @@ logger = logging.getLogger(__name__)
 _stream_ids = itertools.count()
 
 
-def open_stream(engine: Engine, prompt: PromptSpec, sampling: SamplingSettings) -> RequestStream:
+def open_stream(engine: Engine) -> RequestStream:
     """The engine's own stream if it has one (vLLM), else a ``BatchedStream`` over its
-    ``generate`` with ``engine.images_per_call`` requests per call."""
-    own = engine.open_stream(prompt, sampling)
-    if own is not None:
-        return own
-    return BatchedStream(engine, prompt, sampling, engine.images_per_call)
+    ``generate`` with at most ``engine.images_per_call`` requests per poll (its backend's
+    setting, never the rows per frame)."""
+    own = engine.open_stream()
+    return own if own is not None else BatchedStream(engine, engine.images_per_call)
+
+
+def generate_requests(engine: Engine, requests: Sequence[Request]) -> list[StreamResult]:
+    """Every request's outcome through ``engine.generate``: one call per distinct prompt (in
+    order of first appearance), failures isolated by bisection. An output the engine did not
+    time gets the start of its call as ``scheduled_at``: that is when its batch began."""
+    groups: dict[str, list[Request]] = {}
+    for request in requests:
+        groups.setdefault(request.call.key, []).append(request)
+    results: list[StreamResult] = []
+    for group in groups.values():
+        call = group[0].call
+        started = time.monotonic()
+        outcomes = generate_isolating_failures(
+            engine, [r.image for r in group], call.prompt, call.sampling
+        )
+        results.extend(
+            (request.key, _timed(outcome, started))
+            for request, outcome in zip(group, outcomes, strict=True)
+        )
+    return results
+
+
+def _timed(outcome: Generation | BaseException, started: float) -> Generation | BaseException:
+    if isinstance(outcome, Generation) and outcome.scheduled_at is None:
+        return dataclasses.replace(outcome, scheduled_at=started)
+    return outcome
 
 
 class BatchedStream(RequestStream):
@@ -57,27 +83,19 @@ class BatchedStream(RequestStream):
     request submitted since the last poll (at most ``images_per_call``, the feeder's
     ``depth``)."""
 
-    def __init__(
-        self, engine: Engine, prompt: PromptSpec, sampling: SamplingSettings,
-        images_per_call: int,
-    ):
+    def __init__(self, engine: Engine, images_per_call: int):
         if images_per_call < 1:
             raise ValueError(f"images_per_call must be at least 1, got {images_per_call}")
         self.capacity = self.depth = images_per_call
-        self._engine, self._prompt, self._sampling = engine, prompt, sampling
-        self._pending: list[tuple[int, Any]] = []
+        self._engine = engine
+        self._pending: list[Request] = []
 
-    def submit(self, key: int, image: Any) -> None:
-        self._pending.append((key, image))
+    def submit(self, request: Request) -> None:
+        self._pending.append(request)
 
     def poll(self) -> list[StreamResult]:
         batch, self._pending = self._pending, []
-        if not batch:
-            return []
-        keys = [key for key, _ in batch]
-        images = [image for _, image in batch]
-        outcomes = generate_isolating_failures(self._engine, images, self._prompt, self._sampling)
-        return list(zip(keys, outcomes, strict=True))
+        return generate_requests(self._engine, batch) if batch else []
 
     @property
     def in_flight(self) -> int:
@@ -95,22 +113,20 @@ class SteppingStream(RequestStream):
     keeps the contract: request ids ``candid-<stream>-<key>`` (never integers, so they cannot
     collide with ``LLM.generate``'s counter); a rejected request comes back from ``poll`` with
     its exception; a step that raises (anything but ``EngineDeadError``) aborts every request in
-    flight and regenerates them through ``generate_isolating_failures``, so only the request
-    that breaks the step fails.
+    flight and regenerates them batch-wise (``generate_requests``), so only the request that
+    breaks the step fails.
     """
 
-    def __init__(
-        self, engine: Engine, prompt: PromptSpec, sampling: SamplingSettings, capacity: int
-    ):
-        self._engine, self._prompt, self._sampling = engine, prompt, sampling
+    def __init__(self, engine: Engine, capacity: int):
+        self._engine = engine
         self.capacity = capacity
         self.depth = capacity + max(MIN_HEADROOM, capacity // 8)
         self._prefix = f"candid-{next(_stream_ids)}-"
-        self._running: dict[str, tuple[int, Any]] = {}  # request id -> (key, image)
+        self._running: dict[str, Request] = {}  # request id -> request
         self._rejected: list[StreamResult] = []
 
     @abstractmethod
-    def _add(self, request_id: str, image: Any) -> None:
+    def _add(self, request_id: str, request: Request) -> None:
         """Queue one request. Raise ``EngineDeadError`` if the engine is dead; any other
         exception rejects this request alone."""
 
@@ -126,16 +142,16 @@ class SteppingStream(RequestStream):
     def in_flight(self) -> int:
         return len(self._running) + len(self._rejected)
 
-    def submit(self, key: int, image: Any) -> None:
-        request_id = f"{self._prefix}{key}"
+    def submit(self, request: Request) -> None:
+        request_id = f"{self._prefix}{request.key}"
         try:
-            self._add(request_id, image)
+            self._add(request_id, request)
         except EngineDeadError:
             raise
         except Exception as err:  # noqa: BLE001 - the engine refused this request; a row error
-            self._rejected.append((key, err))
+            self._rejected.append((request.key, err))
             return
-        self._running[request_id] = (key, image)
+        self._running[request_id] = request
 
     def poll(self) -> list[StreamResult]:
         finished, self._rejected = self._rejected, []
@@ -148,20 +164,18 @@ class SteppingStream(RequestStream):
         except Exception as err:  # noqa: BLE001 - some request broke the step; isolate it
             return finished + self._isolate(err)
         for request_id, outcome in done:
-            entry = self._running.pop(request_id, None)
-            if entry is not None:
-                finished.append((entry[0], outcome))
+            request = self._running.pop(request_id, None)
+            if request is not None:
+                finished.append((request.key, outcome))
         return finished
 
     def _isolate(self, err: Exception) -> list[StreamResult]:
         """Abort everything in flight and regenerate it batch-wise with bisection."""
         logger.warning("an engine step failed (%s: %s); isolating the %d requests in flight",
                        type(err).__name__, err, len(self._running))
-        entries = list(self._running.values())
+        requests = list(self._running.values())
         self.close()
-        images = [image for _, image in entries]
-        outcomes = generate_isolating_failures(self._engine, images, self._prompt, self._sampling)
-        return [(key, outcome) for (key, _), outcome in zip(entries, outcomes, strict=True)]
+        return generate_requests(self._engine, requests)
 
     def close(self) -> None:
         self._rejected = []

@@ -6,20 +6,35 @@ kills (idle timeout, task kill), and start-up is several times faster.
 
 Two ways in: ``generate`` (``LLM.generate`` on a batch) and ``open_stream`` (``VllmStream``: the
 engine-level ``add_request``/``step`` loop, so a finished request is replaced at once and the
-scheduler always has ``max_num_seqs`` sequences to batch).
+scheduler always has ``max_num_seqs`` sequences to batch; each request brings its own prompt).
+
+Every request asks for the sampled tokens' log-probabilities (``logprobs=0``: in vLLM 0.32 that
+is the sampled token's alone, no top-k alternatives; ``flat_logprobs`` keeps them in a few flat
+lists instead of a dict per token). They are the model's raw log-probabilities
+(``logprobs_mode="raw_logprobs"``, before penalties, temperature or a JSON grammar), as
+transformers' ``output_logits`` gives them.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from udfs.engines.base import Engine, EngineDeadError, Generation
+from udfs.engines.base import (
+    Engine,
+    EngineDeadError,
+    EngineSample,
+    Generation,
+    PromptCall,
+    Request,
+)
 from udfs.engines.chat import ChatRenderer, load_processor
 from udfs.engines.stream import SteppingStream
 from udfs.engines.vllm_env import apply_vllm_env
+from udfs.engines.vllm_scheduler import SchedulerView
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 
@@ -72,7 +87,9 @@ class VllmEngine(Engine):
             "trust_remote_code": settings.trust_remote_code,
             "limit_mm_per_prompt": {"image": 1, "video": 0},
             "mm_processor_kwargs": {"size": image_settings.processor_size()},
+            # Live figures come from the in-process scheduler instead (vllm_scheduler.py).
             "disable_log_stats": True,
+            "logprobs_mode": "raw_logprobs",
             # JSON's free whitespace lets a weak or confused model emit blanks until max_tokens
             # and never close the object. vLLM 0.32 honours this only at engine level.
             "structured_outputs_config": {
@@ -86,11 +103,11 @@ class VllmEngine(Engine):
             kwargs["revision"] = settings.hub_revision
         return kwargs
 
-    def open_stream(self, prompt: PromptSpec, sampling: SamplingSettings) -> VllmStream:
+    def open_stream(self) -> VllmStream:
         """A stream on vLLM's engine loop, keeping ``engine.vllm.max_num_seqs`` in flight."""
         if self._llm is None:
             raise EngineDeadError("the vLLM engine was shut down")
-        return VllmStream(self, prompt, sampling)
+        return VllmStream(self)
 
     def render_request(self, text: str, image: Any) -> Any:
         """One prompt + image as vLLM's processed engine input (tokens, pixels, placeholders),
@@ -117,6 +134,8 @@ class VllmEngine(Engine):
             repetition_penalty=sampling.repetition_penalty,
             seed=sampling.seed,
             structured_outputs=structured,
+            logprobs=0,
+            flat_logprobs=True,
         )
 
     def generate(
@@ -173,7 +192,9 @@ class VllmEngine(Engine):
             pass
 
 
-def _to_generation(request_output, eos_ids: frozenset[int]) -> Generation:
+def _to_generation(
+    request_output: Any, eos_ids: frozenset[int], scheduled_at: float | None = None
+) -> Generation:
     completion = request_output.outputs[0]
     token_ids = tuple(completion.token_ids)
     if token_ids and token_ids[-1] in eos_ids and completion.finish_reason == "stop":
@@ -185,7 +206,23 @@ def _to_generation(request_output, eos_ids: frozenset[int]) -> Generation:
         finish_reason=completion.finish_reason or "unknown",
         prompt_tokens=len(request_output.prompt_token_ids or ()),
         cached_prompt_tokens=None if cached is None else int(cached),
+        logprobs=_token_logprobs(completion.logprobs, token_ids),
+        scheduled_at=scheduled_at,
     )
+
+
+def _token_logprobs(logprobs: Any, token_ids: tuple[int, ...]) -> tuple[float, ...] | None:
+    """The log-probability of each of ``token_ids`` (one position each, in order; the end token
+    stripped from ``token_ids`` is left out); None when vLLM returned none."""
+    if logprobs is None:
+        return None
+    values = []
+    for position, token in zip(logprobs, token_ids, strict=False):
+        entry = position.get(token) if position else None
+        if entry is None:
+            return None
+        values.append(float(entry.logprob))
+    return tuple(values) if len(values) == len(token_ids) else None
 
 
 def _failure(request_output) -> RuntimeError | None:
@@ -198,34 +235,48 @@ def _failure(request_output) -> RuntimeError | None:
 
 
 class VllmStream(SteppingStream):
-    """vLLM's engine loop driven from this thread: ``add_request`` per row, ``step`` to advance
-    (what ``LLM.generate`` does internally, but with requests joining as others finish)."""
+    """vLLM's engine loop driven from this thread: ``add_request`` per request, ``step`` to
+    advance (what ``LLM.generate`` does internally, but with requests joining as others finish),
+    and the scheduler read after each step (``SchedulerView``)."""
 
-    def __init__(self, engine: VllmEngine, prompt: PromptSpec, sampling: SamplingSettings):
+    def __init__(self, engine: VllmEngine):
         import torch
-        from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError as VllmEngineDead
 
-        super().__init__(
-            engine, prompt, sampling, capacity=engine.settings.vllm_settings.max_num_seqs
-        )
+        super().__init__(engine, capacity=engine.settings.vllm_settings.max_num_seqs)
         self._vllm_dead, self._out_of_memory = VllmEngineDead, torch.OutOfMemoryError
         self._vllm_engine = engine
         self._core = engine._llm.llm_engine
-        self._params = engine._sampling_params(prompt, sampling)
-        # As LLM.generate does: one RequestOutput per request, when it finishes.
-        self._params.output_kind = RequestOutputKind.FINAL_ONLY
-        self._text = engine._renderer.render(prompt)
+        self._calls: dict[str, tuple[str, Any]] = {}  # call key -> (chat text, SamplingParams)
         self._eos_ids = engine._eos_ids()
+        self._view = SchedulerView.attach(self._core)
 
-    def _add(self, request_id: str, image: Any) -> None:
-        engine_input = self._vllm_engine.render_request(self._text, image)
+    def _prepared(self, call: PromptCall) -> tuple[str, Any]:
+        """The call's chat text and sampling parameters, built once per distinct call."""
+        found = self._calls.get(call.key)
+        if found is None:
+            from vllm.sampling_params import RequestOutputKind
+
+            params = self._vllm_engine._sampling_params(call.prompt, call.sampling)
+            # As LLM.generate does: one RequestOutput per request, when it finishes.
+            params.output_kind = RequestOutputKind.FINAL_ONLY
+            found = self._calls[call.key] = (
+                self._vllm_engine._renderer.render(call.prompt), params
+            )
+        return found
+
+    def _add(self, request_id: str, request: Request) -> None:
+        text, params = self._prepared(request.call)
+        engine_input = self._vllm_engine.render_request(text, request.image)
         try:
-            self._core.add_request(request_id, engine_input, self._params)
+            internal_id = self._core.add_request(request_id, engine_input, params)
         except self._vllm_dead as err:
             raise EngineDeadError(f"vLLM engine died: {err}") from err
+        if self._view is not None:
+            self._view.track(request_id, internal_id)
 
     def _step(self) -> list[tuple[str, Generation | BaseException]]:
+        started = time.monotonic()
         try:
             outputs = self._core.step()
         except self._vllm_dead as err:
@@ -233,10 +284,25 @@ class VllmStream(SteppingStream):
         except self._out_of_memory as err:
             # Nothing else would fit either: a fresh engine (or a fresh worker) is the way out.
             raise EngineDeadError(f"out of memory in a vLLM step: {err}") from err
-        return [
-            (out.request_id, _failure(out) or _to_generation(out, self._eos_ids))
-            for out in outputs if out.finished
-        ]
+        if self._view is not None:
+            self._view.after_step(started)
+        finished = []
+        for out in outputs:
+            if not out.finished:
+                continue
+            scheduled_at = (
+                self._view.finish(out.request_id, started) if self._view is not None else None
+            )
+            finished.append(
+                (out.request_id, _failure(out) or _to_generation(out, self._eos_ids, scheduled_at))
+            )
+        return finished
+
+    def engine_sample(self) -> EngineSample | None:
+        return self._view.sample() if self._view is not None else None
 
     def _abort(self, request_ids: list[str]) -> None:
+        if self._view is not None:
+            for request_id in request_ids:
+                self._view.finish(request_id, 0.0)
         self._core.abort_request(request_ids)

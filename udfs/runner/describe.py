@@ -1,39 +1,28 @@
-"""Describe image rows: load, check, generate, guard, and build result rows.
+"""Describe image rows: one request per row (the run's prompt on the row's image), its outcome
+guarded and turned into a result row.
 
-No Spark here: ``describe_batches`` maps pandas DataFrames to pandas DataFrames and gets its
-engine from a provider function, so the same code runs in a pandas UDF, in a plain Python loop,
-and in tests with a fake engine. Rows in == rows out, in input order: every input frame yields
-one result frame with exactly one row per input row, ``status == "ok"`` or an error code and a
-message. The engine is fed as a stream across frames (``udfs.runner.feeding``).
+No Spark here: ``DescribeTask`` is a ``udfs.runner.task.RunnerTask``, so the same code runs in a
+pandas UDF (``udfs.runner.spark_udf``), in a plain Python loop (``run_batches``), and in tests
+with a fake engine. Rows in == rows out, in input order: every input frame yields one result
+frame with exactly one row per input row, ``status == "ok"`` or an error code and a message.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 from pydantic import Field
 
-from udfs.engines.base import Engine, Generation, RequestStream, generate_isolating_failures
-from udfs.engines.cache import EngineFactory
-from udfs.engines.stream import open_stream
-from udfs.images.prepare import STATUS_OK, load_image
+from udfs.engines.base import Generation, PromptCall
+from udfs.images.prepare import STATUS_OK
 from udfs.outputs import guardrails
 from udfs.outputs.structured import parse_structured, to_row_values
 from udfs.prompts import PromptSpec
-from udfs.runner.feeding import FeedStats, RowOutcome, feed_frames
-from udfs.settings import (
-    BatchSize,
-    EngineSettings,
-    ImageSettings,
-    MaxWaitingImages,
-    PrepThreads,
-    SamplingSettings,
-    StrictModel,
-)
+from udfs.runner.feeding import RowOutcome, RowPlan
+from udfs.runner.task import RunnerTask
+from udfs.settings import SamplingSettings
 
 STATUS_ENGINE_ERROR = "engine_error"
 INPUT_COLUMNS = ("image_id", "path")
@@ -58,8 +47,18 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("completion_tokens", "INT"),
     # Prompt tokens the engine served from its prefix cache (vLLM); None when it cannot say.
     ("cached_prompt_tokens", "INT"),
-    # Submit -> finished for this request (it shares the engine with others meanwhile).
+    # Milliseconds from submitting the request to the engine until it finished: queue wait,
+    # prefill and decoding, while the engine serves other requests too; null if not ok.
     ("latency_ms", "DOUBLE"),
+    # Milliseconds from submit until the engine first scheduled the request (vLLM: the step
+    # that first ran it; batch-wise engines: when its turn in a generate call began); part of
+    # latency_ms; null if not ok or the engine cannot say.
+    ("queue_wait_ms", "DOUBLE"),
+    # Mean and minimum natural-log probability of the generated tokens, as the model scored
+    # them (before sampling penalties or a JSON grammar): a confidence signal, not a truth;
+    # null if not ok or no token was generated.
+    ("mean_logprob", "DOUBLE"),
+    ("min_logprob", "DOUBLE"),
     ("guardrail_flags", "ARRAY<STRING>"),
     # JSON-mode prompts: the validated output, one key per schema property
     # (udfs.outputs.structured); the job turns it into a typed `structured` struct column.
@@ -91,106 +90,41 @@ def result_schema_ddl() -> str:
     return ", ".join(f"`{name}` {kind}" for name, kind in RESULT_COLUMNS)
 
 
-class DescribeTask(StrictModel):
+class DescribeTask(RunnerTask):
     """Everything an executor needs to describe rows; built and validated on the driver."""
 
-    engine: EngineSettings
-    images: ImageSettings = Field(default_factory=ImageSettings)
+    input_columns: ClassVar[tuple[str, ...]] = INPUT_COLUMNS
+
     prompt: PromptSpec
     sampling: SamplingSettings = Field(..., description="Effective sampling for this run.")
-    batch_size: BatchSize
-    prep_threads: PrepThreads
-    max_waiting_images: MaxWaitingImages
     run_id: str = Field("", description="Recorded on every row (the MLflow run id when known).")
     fingerprint: str = Field(
         "", description="Recorded on every row as run_fingerprint (empty: not recorded)."
     )
-    make_engine: EngineFactory | None = Field(
-        None, exclude=True,
-        description="(EngineSettings, ImageSettings) -> Engine, pickled to the executors by "
-        "reference (tests inject fakes here); None: the backend registry.",
-    )
 
+    def plan(self, frame: pd.DataFrame) -> list[RowPlan]:
+        """Every row asks one request: the run's prompt on its image."""
+        one = RowPlan((PromptCall(self.prompt, self.sampling),))
+        return [one] * len(frame)
 
-EngineProvider = Callable[[], Engine]
-StatsCallback = Callable[[FeedStats], None]
-
-
-def describe_batches(
-    batches: Iterator[pd.DataFrame],
-    task: DescribeTask,
-    get_engine: EngineProvider,
-    reset_engine: Callable[[], None] = lambda: None,
-    on_stats: StatsCallback | None = None,
-) -> Iterator[pd.DataFrame]:
-    """Describe every row of every batch; yields one result frame per input frame, in order.
-
-    Args:
-        batches: frames with at least ``image_id`` and ``path`` (and optionally ``attempts``).
-        task: settings for images, prompt, sampling, the engine and the feeding.
-        get_engine: returns the (cached) engine; only called once an image decodes.
-        reset_engine: discards the engine after a fatal error so ``get_engine`` builds anew.
-        on_stats: called once with the partition's ``FeedStats`` after the last frame.
-    """
-    stats = FeedStats()
-    outcomes = feed_frames(
-        _checked(batches),
-        connect=lambda: _open_stream(get_engine(), task),
-        reset=reset_engine,
-        load=partial(load_image, settings=task.images),
-        prep_threads=task.prep_threads,
-        max_waiting=task.max_waiting_images,
-        stats=stats,
-    )
-    try:
-        for frame, rows in outcomes:
-            yield _result_frame(frame, rows, task)
-    finally:
-        # Stops the decoding threads and aborts requests in flight when the task is cancelled
-        # or fails, not only when the generator is collected.
-        outcomes.close()
-    if on_stats is not None:
-        on_stats(stats)
-
-
-def describe_rows(
-    frame: pd.DataFrame,
-    task: DescribeTask,
-    get_engine: EngineProvider,
-    reset_engine: Callable[[], None] = lambda: None,
-) -> pd.DataFrame:
-    """One result row per input row of one frame, in input order."""
-    (result,) = describe_batches(iter([frame]), task, get_engine, reset_engine)
-    return result
-
-
-def _checked(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    for frame in batches:
-        missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"input rows lack column(s) {missing}; got {list(frame.columns)}")
-        yield frame
-
-
-def _open_stream(engine: Engine, task: DescribeTask) -> RequestStream:
-    return open_stream(engine, task.prompt, task.sampling)
-
-
-def _result_frame(frame: pd.DataFrame, rows: list[RowOutcome], task: DescribeTask) -> pd.DataFrame:
-    attempts = frame[ATTEMPTS_COLUMN] if ATTEMPTS_COLUMN in frame.columns else [1] * len(frame)
-    results = [
-        _result_row(image_id, path, row, task)
-        for image_id, path, row in zip(frame["image_id"], frame["path"], rows, strict=True)
-    ]
-    for result, attempt in zip(results, attempts, strict=True):
-        result[ATTEMPTS_COLUMN] = int(attempt) if pd.notna(attempt) else 1
-    return _to_frame(results)
+    def output_frame(self, frame: pd.DataFrame, rows: list[RowOutcome]) -> pd.DataFrame:
+        attempts = (frame[ATTEMPTS_COLUMN] if ATTEMPTS_COLUMN in frame.columns
+                    else [1] * len(frame))
+        results = [
+            _result_row(image_id, path, row, self)
+            for image_id, path, row in zip(frame["image_id"], frame["path"], rows, strict=True)
+        ]
+        for result, attempt in zip(results, attempts, strict=True):
+            result[ATTEMPTS_COLUMN] = int(attempt) if pd.notna(attempt) else 1
+        return _to_frame(results)
 
 
 def _result_row(
     image_id: Any, path: Any, outcome_row: RowOutcome, task: DescribeTask
 ) -> dict[str, Any]:
-    item, outcome = outcome_row.prepared, outcome_row.outcome
+    item, (request,) = outcome_row.prepared, outcome_row.outcomes
+    assert item is not None  # describing asks one request per row, so every image is read
+    outcome = request.outcome if request is not None else None
     row: dict[str, Any] = {name: None for name in RESULT_COLUMN_NAMES}
     row.update(item.metrics)
     row.update(
@@ -213,6 +147,7 @@ def _result_row(
             status_message=f"{path}: {type(outcome).__name__}: {outcome}",
         )
     elif isinstance(outcome, Generation):
+        assert request is not None
         row.update(
             status=STATUS_OK,
             description=outcome.text,
@@ -220,19 +155,16 @@ def _result_row(
             prompt_tokens=outcome.prompt_tokens,
             completion_tokens=outcome.completion_tokens,
             cached_prompt_tokens=outcome.cached_prompt_tokens,
-            latency_ms=outcome_row.latency_ms,
+            latency_ms=request.latency_ms,
+            queue_wait_ms=request.queue_wait_ms,
+            mean_logprob=outcome.mean_logprob,
+            min_logprob=outcome.min_logprob,
             guardrail_flags=guardrails.evaluate(
                 outcome.text, outcome.finish_reason, task.prompt
             ),
             structured_json=_structured_json(outcome.text, task.prompt),
         )
     return {k: row[k] for k in RESULT_COLUMN_NAMES}
-
-
-__all__ = [
-    "RESULT_COLUMNS", "RESULT_COLUMN_NAMES", "DescribeTask", "describe_batches", "describe_rows",
-    "generate_isolating_failures", "result_schema_ddl",
-]
 
 
 def _structured_json(text: str, prompt: PromptSpec) -> str | None:

@@ -1,20 +1,24 @@
 """Streamed feeding: keep the engine full while images for upcoming rows are prepared.
 
-The old loop decoded ``batch_size`` images, generated them, waited for the slowest, and only
-then decoded the next batch: the engine idled while images decoded and in every batch's tail.
-``feed_frames`` instead
+Each input row asks the engine zero or more requests (its ``RowPlan``: one per prompt, all on
+the row's image; describing asks one, the audit one per probe). ``feed_frames``
 
-* reads, decodes and resizes upcoming images in a small thread pool (``PrepQueue``), at most
-  ``max_waiting`` of them loaded or loading at a time (bounded memory);
+* reads, decodes and resizes the images of upcoming rows in a small thread pool
+  (``udfs.runner.prep.PrepQueue``), once per row whatever its number of requests, at most
+  ``max_waiting`` of them loaded or loading at a time (bounded memory); a row that asks
+  nothing is not read at all;
 * keeps ``stream.depth`` requests submitted to the engine and tops them up as requests finish,
   waiting for an image only when fewer than ``stream.capacity`` are in flight;
-* pulls input frames ahead as needed, and hands back one list of outcomes per input frame, in
-  input order, as soon as every row of that frame (and of every frame before it) is done;
+* pulls input frames ahead as needed, and hands back one list of row outcomes per input frame,
+  in input order, as soon as every request of that frame (and of every frame before it) is
+  done;
 * rebuilds a dead engine once and resubmits what was in flight; a second death in a row (no
   request finished in between) fails the task;
-* fills ``FeedStats``: wall, engine-busy and step time, rows, tokens.
+* fills ``FeedStats``: wall, engine-busy and step time, rows, requests, tokens, requests in
+  flight, queue waits and the engine's own scheduler figures.
 
-No Spark and no result columns here: ``udfs.runner.describe`` turns outcomes into result rows.
+No Spark and no result columns here: the task (``udfs.runner.task``) turns row outcomes into
+output rows.
 """
 
 from __future__ import annotations
@@ -22,116 +26,54 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from udfs.engines.base import EngineDeadError, Generation, RequestStream
+from udfs.engines.base import EngineDeadError, Generation, PromptCall, Request, RequestStream
 from udfs.images.prepare import PreparedImage
+from udfs.runner.feed_stats import FeedStats
+from udfs.runner.prep import Loader, PrepQueue
 
-Loader = Callable[[str], PreparedImage]
 Connect = Callable[[], RequestStream]
+Planner = Callable[[pd.DataFrame], list["RowPlan"]]
 
 
-@dataclass
-class FeedStats:
-    """What one partition's feeding cost and produced. Pure numbers: the Spark adapter may hand
-    it to the driver (``on_stats``), tests and benchmarks read it directly.
+@dataclass(frozen=True)
+class RowPlan:
+    """What one input row asks the engine: one request per call, each on the row's image.
+    ``context`` is the task's own note for building the output row (the audit's probes)."""
 
-    ``wall_s`` runs from the first input frame asked for to the last result frame handed
-    back (time Spark spends between frames included). ``busy_s`` counts time with at least one
-    request submitted and not finished (for batch-wise engines this includes filling a batch);
-    ``step_s`` time inside the engine's ``poll``: for an in-process engine (vLLM here, and the
-    transformers engine) the share of wall time the engine actually computed; ``wait_image_s``
-    time blocked on an image that was not decoded yet.
+    calls: tuple[PromptCall, ...]
+    context: Any = None
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """One request's result and timing (milliseconds of the feeder's monotonic clock).
+
+    ``latency_ms`` spans submit -> finished: the engine's queue, the prompt's prefill and the
+    decoding, while the engine serves other requests too. ``queue_wait_ms`` spans submit ->
+    first scheduled, None when the engine cannot say; for a request resubmitted to a rebuilt
+    engine both count from the first submit.
     """
 
-    wall_s: float = 0.0
-    busy_s: float = 0.0
-    step_s: float = 0.0
-    wait_image_s: float = 0.0
-    rows: int = 0
-    requests: int = 0
-    failed_requests: int = 0
-    prompt_tokens: int = 0
-    cached_prompt_tokens: int | None = None
-    completion_tokens: int = 0
-    engine_rebuilds: int = 0
-    max_images_waiting: int = 0
-
-    @property
-    def images_per_s(self) -> float:
-        """Result rows per second of wall time."""
-        return self.rows / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def prompt_tokens_per_s(self) -> float:
-        return self.prompt_tokens / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def completion_tokens_per_s(self) -> float:
-        return self.completion_tokens / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def busy_fraction(self) -> float:
-        """Share of wall time during which the engine had at least one request in flight."""
-        return min(1.0, self.busy_s / self.wall_s) if self.wall_s > 0 else 0.0
-
-    @property
-    def cached_prompt_ratio(self) -> float | None:
-        """Prompt tokens served from the prefix cache / all prompt tokens (None: unknown)."""
-        if self.cached_prompt_tokens is None or not self.prompt_tokens:
-            return None
-        return self.cached_prompt_tokens / self.prompt_tokens
-
-    def add_generation(self, generation: Generation) -> None:
-        self.prompt_tokens += generation.prompt_tokens
-        self.completion_tokens += generation.completion_tokens
-        if generation.cached_prompt_tokens is not None:
-            self.cached_prompt_tokens = (
-                (self.cached_prompt_tokens or 0) + generation.cached_prompt_tokens
-            )
-
-    @classmethod
-    def combined(cls, parts: Iterable[FeedStats]) -> FeedStats:
-        """Sums over partitions (e.g. a chunk's): seconds add up across Python workers, so the
-        combined rates are per worker and ``busy_fraction`` is the workers' average."""
-        total = cls()
-        for part in parts:
-            for name in ("wall_s", "busy_s", "step_s", "wait_image_s", "rows", "requests",
-                         "failed_requests", "prompt_tokens", "completion_tokens",
-                         "engine_rebuilds"):
-                setattr(total, name, getattr(total, name) + getattr(part, name))
-            if part.cached_prompt_tokens is not None:
-                total.cached_prompt_tokens = (
-                    (total.cached_prompt_tokens or 0) + part.cached_prompt_tokens
-                )
-            total.max_images_waiting = max(total.max_images_waiting, part.max_images_waiting)
-        return total
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FeedStats:
-        """The inverse of ``to_dict`` (derived rates are ignored)."""
-        return cls(**{name: values[name] for name in cls.__dataclass_fields__ if name in values})
-
-    def to_dict(self) -> dict[str, float | int | None]:
-        """The counters and the derived rates, e.g. for a log line or an MLflow metric."""
-        derived = ("images_per_s", "prompt_tokens_per_s", "completion_tokens_per_s",
-                   "busy_fraction", "cached_prompt_ratio")
-        return {**asdict(self), **{name: getattr(self, name) for name in derived}}
+    outcome: Generation | BaseException
+    latency_ms: float
+    queue_wait_ms: float | None
 
 
 @dataclass
 class RowOutcome:
-    """One input row's result: its prepared image (pixels dropped once submitted), and the
-    engine's outcome and latency (submit -> finished) when it reached the engine."""
+    """One input row's result: its plan, its prepared image (pixels dropped once submitted;
+    None when the row asked nothing, so nothing was read), and one outcome per call (None for
+    each when the image failed, so nothing reached the engine)."""
 
-    prepared: PreparedImage
-    outcome: Generation | BaseException | None = None
-    latency_ms: float | None = None
+    plan: RowPlan
+    prepared: PreparedImage | None
+    outcomes: list[RequestOutcome | None] = field(default_factory=list)
 
 
 @dataclass
@@ -143,76 +85,36 @@ class _Slot:
     missing: int
 
 
-class PrepQueue:
-    """Prepares images for upcoming rows in a thread pool and hands them out in row order.
+@dataclass
+class _OpenRow:
+    """A row whose requests are not all back yet."""
 
-    At most ``cap`` images are loaded or loading at any time, whatever the engine's pace: the
-    memory held by decoded images waiting for the engine stays bounded. ``threads=0`` loads
-    inline when a row is queued (for debugging and deterministic tests).
-    """
-
-    def __init__(self, load: Loader, threads: int, cap: int):
-        if cap < 1:
-            raise ValueError(f"cap must be at least 1, got {cap}")
-        self._load, self._cap = load, cap
-        self._pool = (
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="candid-prep")
-            if threads > 0 else None
-        )
-        self._items: deque[tuple[int, Future]] = deque()
-        self.max_waiting = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def has_room(self) -> bool:
-        return len(self._items) < self._cap
-
-    def put(self, key: int, path: str) -> None:
-        if self._pool is not None:
-            future = self._pool.submit(self._load, path)
-        else:
-            future = Future()
-            try:
-                future.set_result(self._load(path))
-            except Exception as err:  # noqa: BLE001 - re-raised by take(), like a pool's future
-                future.set_exception(err)
-        self._items.append((key, future))
-        self.max_waiting = max(self.max_waiting, len(self._items))
-
-    def head_ready(self) -> bool:
-        return bool(self._items) and self._items[0][1].done()
-
-    def take(self) -> tuple[int, PreparedImage]:
-        """The next row's image, waiting for it if needed. ``load`` raising is a bug, not a bad
-        image (those are statuses), so it propagates."""
-        key, future = self._items.popleft()
-        return key, future.result()
-
-    def close(self) -> None:
-        for _, future in self._items:
-            future.cancel()
-        self._items.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+    slot: _Slot
+    index: int
+    outcome: RowOutcome
+    missing: int
 
 
 class _Feeder:
     """The loop behind ``feed_frames``; one instance per partition."""
 
     def __init__(
-        self, frames: Iterator[pd.DataFrame], connect: Connect, reset: Callable[[], None],
-        prep: PrepQueue, stats: FeedStats,
+        self, frames: Iterator[pd.DataFrame], plan: Planner, connect: Connect,
+        reset: Callable[[], None], prep: PrepQueue, stats: FeedStats,
     ):
         self._connect, self._reset, self._prep, self.stats = connect, reset, prep, stats
         self._slots: deque[_Slot] = deque()
-        self._where: dict[int, tuple[_Slot, int]] = {}
-        self._rows = self._row_source(frames)
+        self._open: dict[int, _OpenRow] = {}  # row key -> row
+        self._rows = self._row_source(frames, plan)
         self._rows_done = False
+        self._request_keys = itertools.count()
+        self._owner: dict[int, tuple[int, int]] = {}  # request key -> (row key, call index)
+        self._ready: deque[Request] = deque()  # requests of the row taken last, not yet submitted
         self._stream: RequestStream | None = None
-        self._outstanding: dict[int, tuple[Any, float]] = {}  # key -> (image, submitted at)
+        self._stream_preemptions = 0
+        self._outstanding: dict[int, tuple[Request, float]] = {}  # key -> (request, submitted)
         self._deaths: list[EngineDeadError] = []
-        self._busy_since: float | None = None
+        self._ticked = time.monotonic()
 
     def run(self) -> Generator[tuple[pd.DataFrame, list[RowOutcome]], None, None]:
         started = time.perf_counter()
@@ -224,19 +126,23 @@ class _Feeder:
             self._prep.close()
             if self._stream is not None:
                 self._stream.close()
-        self._mark_busy()
+        self._tick()
         self.stats.wall_s = time.perf_counter() - started
         self.stats.max_images_waiting = self._prep.max_waiting
 
-    def _row_source(self, frames: Iterator[pd.DataFrame]) -> Iterator[tuple[int, str]]:
+    def _row_source(self, frames: Iterator[pd.DataFrame], plan: Planner
+                    ) -> Iterator[tuple[int, str, RowPlan]]:
         keys = itertools.count()
         for frame in frames:
+            plans = plan(frame)
+            if len(plans) != len(frame):
+                raise ValueError(f"the task planned {len(plans)} rows for a frame of {len(frame)}")
             slot = _Slot(frame=frame, rows=[None] * len(frame), missing=len(frame))
             self._slots.append(slot)
-            for index, path in enumerate(frame["path"]):
+            for index, (path, row_plan) in enumerate(zip(frame["path"], plans, strict=True)):
                 key = next(keys)
-                self._where[key] = (slot, index)
-                yield key, "" if path is None else str(path)
+                self._open[key] = _OpenRow(slot, index, RowOutcome(row_plan, None), 0)
+                yield key, "" if path is None else str(path), row_plan
 
     def _advance(self) -> bool:
         """Top up, feed, and let the engine work once; False when every row is done."""
@@ -246,49 +152,70 @@ class _Feeder:
             self._poll()
             return True
         # Nothing in flight after feeding means no image was waiting and no row was left.
-        return bool(self._prep) or not self._rows_done
+        return bool(self._prep) or bool(self._ready) or not self._rows_done
 
     def _top_up(self) -> None:
         while not self._rows_done and self._prep.has_room():
             try:
-                key, path = next(self._rows)
+                key, path, plan = next(self._rows)
             except StopIteration:
                 self._rows_done = True
                 return
-            self._prep.put(key, path)
+            if plan.calls:
+                self._prep.put(key, path)
+            else:
+                self._finish_row(key)  # nothing to ask: the image is not even read
 
     def _feed_engine(self) -> None:
-        """Submit prepared images until ``depth`` are in flight. Wait for a decode only when the
+        """Submit requests until ``depth`` are in flight. Wait for a decode only when the
         engine would otherwise run below ``capacity``: stepping beats idling."""
-        while self._prep:
+        while True:
             stream = self._stream
             if stream is not None and len(self._outstanding) >= stream.depth:
                 return
-            capacity = stream.capacity if stream is not None else 1
-            if not self._prep.head_ready() and len(self._outstanding) >= capacity:
-                return
-            waited = time.perf_counter()
-            key, item = self._prep.take()
-            self.stats.wait_image_s += time.perf_counter() - waited
-            slot, index = self._where[key]
-            # The pixels go to the engine; the row keeps only the status and the metrics.
-            stripped = PreparedImage(item.status, item.message, None, item.metrics)
-            slot.rows[index] = RowOutcome(stripped)
-            if item.ok:
+            if self._ready:
                 self.stats.requests += 1
-                self._submit(key, item.image, time.perf_counter())
+                self._submit(self._ready.popleft(), time.monotonic())
             else:
-                self._finish(key, None, None)
-            # Only now: an image taken but not yet submitted still counts against the cap.
-            self._top_up()
+                if not self._prep:
+                    return
+                capacity = stream.capacity if stream is not None else 1
+                if not self._prep.head_ready() and len(self._outstanding) >= capacity:
+                    return
+                self._take_row()
+            if not self._ready:
+                # Only now: an image taken but not yet submitted in all its requests still
+                # counts against the cap.
+                self._top_up()
 
-    def _submit(self, key: int, image: Any, submitted_at: float) -> None:
-        self._outstanding[key] = (image, submitted_at)
-        self._mark_busy()
+    def _take_row(self) -> None:
+        """The next prepared row: its requests become ready, or it fails on its image."""
+        waited = time.perf_counter()
+        key, item = self._prep.take()
+        self.stats.wait_image_s += time.perf_counter() - waited
+        row = self._open[key]
+        # The pixels go to the engine; the row keeps only the status and the metrics.
+        row.outcome.prepared = PreparedImage(item.status, item.message, None, item.metrics)
+        calls = row.outcome.plan.calls
+        row.outcome.outcomes = [None] * len(calls)
+        if not item.ok:
+            self._finish_row(key)
+            return
+        row.missing = len(calls)
+        for index, call in enumerate(calls):
+            request = Request(next(self._request_keys), call, item.image)
+            self._owner[request.key] = (key, index)
+            self._ready.append(request)
+
+    def _submit(self, request: Request, submitted_at: float) -> None:
+        self._tick()
+        self._outstanding[request.key] = (request, submitted_at)
+        self.stats.in_flight_peak = max(self.stats.in_flight_peak, len(self._outstanding))
         try:
             if self._stream is None:
                 self._stream = self._connect()
-            self._stream.submit(key, image)
+                self._stream_preemptions = 0
+            self._stream.submit(request)
         except EngineDeadError as err:
             self._engine_died(err)
 
@@ -301,14 +228,34 @@ class _Feeder:
             self.stats.step_s += time.perf_counter() - started
             self._engine_died(err)
             return
-        finished_at = time.perf_counter()
-        self.stats.step_s += finished_at - started
+        step_s = time.perf_counter() - started
+        self.stats.step_s += step_s
+        self._sample_engine(self._stream, step_s)
+        self._tick()
+        finished_at = time.monotonic()
         for key, outcome in results:
             _, submitted_at = self._outstanding.pop(key)
             if isinstance(outcome, Generation):
                 self._deaths.clear()  # the engine served a request: deaths are no longer "in a row"
-            self._finish(key, outcome, (finished_at - submitted_at) * 1000.0)
-        self._mark_busy()
+            self._record(key, RequestOutcome(
+                outcome, (finished_at - submitted_at) * 1000.0, self._queue_wait_ms(
+                    outcome, submitted_at)))
+
+    def _queue_wait_ms(self, outcome: Generation | BaseException, submitted_at: float
+                       ) -> float | None:
+        if not isinstance(outcome, Generation) or outcome.scheduled_at is None:
+            return None
+        wait_s = max(0.0, outcome.scheduled_at - submitted_at)
+        self.stats.add_queue_wait(wait_s)
+        return wait_s * 1000.0
+
+    def _sample_engine(self, stream: RequestStream, step_s: float) -> None:
+        sample = stream.engine_sample()
+        if sample is None:
+            return
+        new = sample.preemptions - self._stream_preemptions
+        self._stream_preemptions = sample.preemptions
+        self.stats.add_engine_sample(sample, step_s, new)
 
     def _engine_died(self, err: EngineDeadError) -> None:
         """Rebuild the engine once and resubmit everything in flight (oldest first); a second
@@ -324,41 +271,48 @@ class _Feeder:
                 "failing the task so Spark can retry it on a fresh worker"
             ) from err
         self.stats.engine_rebuilds += 1
-        in_flight = sorted(self._outstanding.items())
+        self._tick()
+        in_flight = sorted(self._outstanding.values(), key=lambda entry: entry[0].key)
         self._outstanding.clear()
-        for key, (image, submitted_at) in in_flight:
-            self._submit(key, image, submitted_at)
+        for request, submitted_at in in_flight:
+            self._submit(request, submitted_at)
 
-    def _finish(
-        self, key: int, outcome: Generation | BaseException | None, latency_ms: float | None
-    ) -> None:
-        slot, index = self._where.pop(key)
-        row = slot.rows[index]
-        assert row is not None
-        row.outcome, row.latency_ms = outcome, latency_ms
-        slot.missing -= 1
-        self.stats.rows += 1
-        if isinstance(outcome, Generation):
-            self.stats.add_generation(outcome)
-        elif isinstance(outcome, BaseException):
+    def _record(self, request_key: int, result: RequestOutcome) -> None:
+        row_key, index = self._owner.pop(request_key)
+        row = self._open[row_key]
+        row.outcome.outcomes[index] = result
+        if isinstance(result.outcome, Generation):
+            self.stats.add_generation(result.outcome)
+        else:
             self.stats.failed_requests += 1
+        row.missing -= 1
+        if row.missing == 0:
+            self._finish_row(row_key)
+
+    def _finish_row(self, row_key: int) -> None:
+        row = self._open.pop(row_key)
+        row.slot.rows[row.index] = row.outcome
+        row.slot.missing -= 1
+        self.stats.rows += 1
 
     def _completed(self) -> Iterator[tuple[pd.DataFrame, list[RowOutcome]]]:
         while self._slots and self._slots[0].missing == 0:
             slot = self._slots.popleft()
             yield slot.frame, [row for row in slot.rows if row is not None]
 
-    def _mark_busy(self) -> None:
-        now = time.perf_counter()
-        if self._outstanding and self._busy_since is None:
-            self._busy_since = now
-        elif not self._outstanding and self._busy_since is not None:
-            self.stats.busy_s += now - self._busy_since
-            self._busy_since = None
+    def _tick(self) -> None:
+        """Account the time since the last change of the requests in flight (call before
+        changing them): busy time, and request-seconds in flight."""
+        now = time.monotonic()
+        elapsed, self._ticked = now - self._ticked, now
+        if self._outstanding:
+            self.stats.busy_s += elapsed
+            self.stats.in_flight_s += elapsed * len(self._outstanding)
 
 
 def feed_frames(
     frames: Iterator[pd.DataFrame],
+    plan: Planner,
     connect: Connect,
     reset: Callable[[], None],
     load: Loader,
@@ -367,16 +321,16 @@ def feed_frames(
     max_waiting: int = 64,
     stats: FeedStats | None = None,
 ) -> Generator[tuple[pd.DataFrame, list[RowOutcome]], None, None]:
-    """Describe-agnostic streamed feeding of every row of ``frames`` (which need a ``path``).
+    """Streamed feeding of every row of ``frames`` (which need a ``path``).
 
     Args:
         frames: input frames; pulled ahead as far as the engine's depth needs.
+        plan: frame -> one ``RowPlan`` per row (the requests each row asks).
         connect: returns a stream on the current engine (building the engine if needed); called
-            on the first image that decodes, and again after ``reset``.
+            on the first request, and again after ``reset``.
         reset: discards a dead engine so that ``connect`` builds a new one.
         load: path -> ``PreparedImage`` (``udfs.images.prepare.load_image`` with the run's
-        settings);
-            runs in ``prep_threads`` background threads.
+            settings); runs in ``prep_threads`` background threads.
         prep_threads: decoding threads; 0 decodes inline.
         max_waiting: cap on images loaded or loading and not yet handed to the engine.
         stats: filled in place; complete once the iterator is exhausted.
@@ -388,22 +342,35 @@ def feed_frames(
         RuntimeError: the engine died twice in a row.
     """
     prep = PrepQueue(load, prep_threads, max_waiting)
-    feeder = _Feeder(frames, connect, reset, prep, stats if stats is not None else FeedStats())
+    feeder = _Feeder(frames, plan, connect, reset, prep,
+                     stats if stats is not None else FeedStats())
     return feeder.run()
 
 
 def engine_metrics(stats: FeedStats, prefix: str = "") -> dict[str, float]:
     """The feeding figures worth a chart: rates per Python worker (seconds add up across
-    workers), engine-busy share, share of time in the engine's step, cached prompt share."""
+    workers), engine-busy share, share of time in the engine's step, cached prompt share,
+    requests in flight and queue wait, and the engine's own scheduler figures (requests it ran
+    and kept waiting, KV-cache usage, preemptions) when it reports them."""
     wall = stats.wall_s
-    figures = {
+    figures: dict[str, float | None] = {
         "engine_busy_fraction": stats.busy_fraction,
         "engine_step_fraction": stats.step_s / wall if wall > 0 else 0.0,
         "images_per_s_per_worker": stats.images_per_s,
         "prompt_tokens_per_s_per_worker": stats.prompt_tokens_per_s,
         "completion_tokens_per_s_per_worker": stats.completion_tokens_per_s,
         "engine_rebuilds": float(stats.engine_rebuilds),
+        "cached_prompt_ratio": stats.cached_prompt_ratio,
+        "in_flight_mean": stats.in_flight_mean,
+        "in_flight_peak": float(stats.in_flight_peak),
+        "queue_wait_ms_mean": stats.queue_wait_ms_mean,
+        "engine_running_mean": stats.engine_running_mean,
+        "engine_waiting_mean": stats.engine_waiting_mean,
+        "kv_cache_usage_mean": stats.kv_cache_usage_mean,
+        "kv_cache_usage_max": stats.kv_cache_usage_max,
     }
-    if stats.cached_prompt_ratio is not None:
-        figures["cached_prompt_ratio"] = stats.cached_prompt_ratio
-    return {f"{prefix}{name}": value for name, value in figures.items()}
+    if stats.engine_sampled_s > 0:
+        figures["engine_running_peak"] = float(stats.engine_running_peak)
+    if stats.preemptions is not None:
+        figures["preemptions"] = float(stats.preemptions)
+    return {f"{prefix}{name}": value for name, value in figures.items() if value is not None}

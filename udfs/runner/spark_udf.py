@@ -1,8 +1,10 @@
-"""The thin adapter between Spark's ``mapInPandas`` and ``udfs.runner.describe``.
+"""The thin adapter between Spark's ``mapInPandas`` and the executor runner
+(``udfs.runner.task.run_batches``), for every kind of task (describing, the audit).
 
 Per Python worker: pin the task's GPU (before CUDA is touched), re-batch Spark's Arrow batches
-into frames of the task's ``batch_size`` rows, then describe them with the worker's cached
-engine. All settings arrive in the ``DescribeTask`` argument.
+into frames of the task's ``batch_size`` rows, then run the task on them with the worker's
+cached engine (``udfs.engines.cache``: the same cache for every task, so an audit reuses the
+describe job's engine when the settings match). All settings arrive in the task argument.
 
 Why re-batch here rather than set ``spark.sql.execution.arrow.maxRecordsPerBatch``: Spark reads
 that conf on the driver when the query's ``MapInBatchExec.doExecute`` runs, from the session's
@@ -24,7 +26,7 @@ import pandas as pd
 
 from udfs.engines import cache
 from udfs.engines.gpu import pin_task_gpus
-from udfs.runner.describe import DescribeTask, StatsCallback, describe_batches
+from udfs.runner.task import RunnerTask, StatsCallback, run_batches
 
 PartitionFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
 
@@ -68,14 +70,15 @@ def _call_in_frames(
     yield from fn(frames_of(batches, rows))
 
 
-def describe_partition(
-    batches: Iterator[pd.DataFrame], task: DescribeTask, on_stats: StatsCallback | None = None
+def run_partition(
+    frames: Iterator[pd.DataFrame], task: RunnerTask, on_stats: StatsCallback | None = None
 ) -> Iterator[pd.DataFrame]:
-    """``mapInPandas`` function: one result row per input row, in frames of ``task.batch_size``
+    """One output row per input row of ``frames``, one output frame per frame, as given: the
+    ``mapInPandas`` function from ``make_partition_fn`` hands it frames of ``task.batch_size``
     rows."""
     pin_task_gpus()
-    yield from describe_batches(
-        frames_of(batches, task.batch_size),
+    yield from run_batches(
+        frames,
         task,
         get_engine=lambda: cache.get_engine(task.engine, task.images, task.make_engine),
         reset_engine=lambda: cache.discard_engine(task.engine, task.images, task.make_engine),
@@ -83,9 +86,11 @@ def describe_partition(
     )
 
 
-def make_describe_fn(task: DescribeTask, on_stats: StatsCallback | None = None) -> PartitionFn:
-    """Bind ``task`` (and ``on_stats``) so the function can be handed to ``mapInPandas``."""
-    return partial(describe_partition, task=task, on_stats=on_stats)
+def make_partition_fn(task: RunnerTask, on_stats: StatsCallback | None = None) -> PartitionFn:
+    """The ``mapInPandas`` function for ``task``: Spark's Arrow batches cut into frames of
+    ``task.batch_size`` rows (``in_frames_of``), each run by ``run_partition``; ``task`` and
+    ``on_stats`` are bound, so the function pickles to the executors."""
+    return in_frames_of(task.batch_size, partial(run_partition, task=task, on_stats=on_stats))
 
 
 def hash_partition(batches: Iterator[pd.DataFrame], max_bytes: int) -> Iterator[pd.DataFrame]:
