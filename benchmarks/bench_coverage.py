@@ -27,7 +27,7 @@ Data per method (``p`` is always the rate the interval is about):
   multinomial); coverage over data sets where kappa is defined (not both raters giving one
   answer to every row), and how many those are.
 
-Run: ``.venv/bin/python benchmarks/bench_coverage.py`` (about 3 minutes on one core; writes
+Run: ``.venv/bin/python benchmarks/bench_coverage.py`` (about 4 minutes on one core; writes
 ``benchmarks/results/coverage.json``, and the table for ``docs/EVAL.md`` on stdout).
 """
 
@@ -44,14 +44,21 @@ from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing
 
-from udfs.evaluation.agreement import Kappa, cohens_kappa  # noqa: E402
+from benchmarks.coverage_kappa import (  # noqa: E402
+    KAPPA_METHOD,
+    KAPPA_SETTINGS,
+    KAPPA_SIZES,
+    kappa_markdown,
+    kappa_point,
+)
+from benchmarks.coverage_tally import BAND, CONFIDENCE, Interval, mark, tally  # noqa: E402
 from udfs.evaluation.intervals import (  # noqa: E402
     RateCI,
     paired_ratio_difference,
@@ -63,9 +70,7 @@ from udfs.evaluation.separation import auroc_interval  # noqa: E402
 
 SIZES = (10, 20, 50, 200)
 RATES = (0.0, 0.02, 0.1, 0.5)
-BAND = (0.93, 0.97)
-CONFIDENCE = 0.95
-DEFAULT_SETS = 1000
+DEFAULT_SETS = 2000  # the documented table; simulation standard error about 0.5 point
 RESULTS = REPO / "benchmarks" / "results" / "coverage.json"
 # Correlation of two versions' outcomes on one image in the "same" paired design.
 PAIR_CORRELATION = 0.5
@@ -78,36 +83,6 @@ CONSERVATIVE = {
     "per_image_rate": "exact (Clopper-Pearson): coverage >= 95% at every n and p",
     "auroc": "the larger of two variance estimates (DeLong, Hanley-McNeil)",
 }
-
-KAPPA_METHOD = "cohens_kappa"
-KAPPA_SIZES = (20, 50, 200)
-# (the person's yes rate, the signal's yes rate, the true kappa): a rare error (10 %) that a
-# signal misses entirely, half finds, mostly finds; commoner errors; a signal that says yes
-# more often than the person.
-KAPPA_SETTINGS = ((0.1, 0.1, 0.0), (0.1, 0.1, 0.4), (0.1, 0.1, 0.8), (0.3, 0.3, 0.8),
-                  (0.5, 0.5, 0.0), (0.5, 0.5, 0.4), (0.5, 0.5, 0.8), (0.2, 0.4, 0.4))
-
-
-class Interval(Protocol):
-    """What coverage needs of an interval: its bounds, and the events its data held."""
-
-    @property
-    def low(self) -> float: ...
-
-    @property
-    def high(self) -> float: ...
-
-    @property
-    def events(self) -> float: ...
-
-
-class KappaBounds(NamedTuple):
-    """A kappa interval as coverage sees it; ``events``: the rarer rater's yes answers."""
-
-    low: float
-    high: float
-    events: float
-
 
 Draw = Callable[[np.random.Generator, int, float], tuple[Interval | None, float]]
 
@@ -193,68 +168,7 @@ def coverage_point(method: str, n: int, p: float, sets: int, seed: int) -> dict[
     images, discordant pairs, hallucinated mentions, hallucinated rows for AUROC."""
     rng = np.random.default_rng([seed, n, int(p * 1000), list(METHODS).index(method)])
     outcomes = [METHODS[method](rng, n, p) for _ in range(sets)]
-    return {"method": method, "n": n, "p": p, "sets": sets, **_tally(outcomes)}
-
-
-def _tally(outcomes: list[tuple[Interval | None, float]]) -> dict[str, Any]:
-    """Share of defined intervals that hold the truth, how many were defined, their mean
-    width, how many had zero width, and how often the data held at most one event."""
-    held = defined = degenerate = sparse = 0
-    widths = []
-    for interval, truth in outcomes:
-        if interval is None:
-            continue
-        defined += 1
-        held += interval.low - 1e-12 <= truth <= interval.high + 1e-12
-        degenerate += interval.high - interval.low <= 0
-        sparse += interval.events <= 1
-        widths.append(interval.high - interval.low)
-    return {
-        "defined": defined, "coverage": held / defined if defined else None,
-        "mean_width": float(np.mean(widths)) if widths else None, "zero_width": degenerate,
-        "at_most_one_event": sparse / defined if defined else None,
-    }
-
-
-def kappa_cells(yes_a: float, yes_b: float, kappa: float) -> np.ndarray:
-    """P(both yes), P(A only), P(B only), P(neither) for two raters with these yes rates
-    and this Cohen's kappa: agreement beyond chance moves ``delta`` = kappa (1 - pe) / 2
-    from each discordant cell to each concordant one.
-
-    Example:
-        >>> kappa_cells(0.5, 0.5, 0.4).round(2).tolist()
-        [0.35, 0.15, 0.15, 0.35]
-    """
-    expected = yes_a * yes_b + (1 - yes_a) * (1 - yes_b)
-    delta = kappa * (1 - expected) / 2
-    cells = np.array([yes_a * yes_b + delta, yes_a * (1 - yes_b) - delta,
-                      (1 - yes_a) * yes_b - delta, (1 - yes_a) * (1 - yes_b) + delta])
-    if (cells < 0).any():
-        raise ValueError(f"kappa {kappa} is impossible with yes rates {yes_a}, {yes_b}")
-    return cells
-
-
-@cache
-def _kappa(table: tuple[int, int, int, int]) -> Kappa:
-    """The product's kappa for a 2x2 table (cached: the same table, the same interval)."""
-    both, a_only, b_only, neither = table
-    return cohens_kappa([[both, a_only], [b_only, neither]], CONFIDENCE)
-
-
-def kappa_point(n: int, setting: tuple[float, float, float], sets: int, seed: int
-                ) -> dict[str, Any]:
-    """Simulated coverage of the kappa interval for n rows at one of ``KAPPA_SETTINGS``."""
-    yes_a, yes_b, truth = setting
-    rng = np.random.default_rng([seed, n, *(int(v * 1000) for v in setting), len(METHODS)])
-    outcomes: list[tuple[Interval | None, float]] = []
-    for table in rng.multinomial(n, kappa_cells(*setting), size=sets):
-        both, a_only, b_only, _ = (int(v) for v in table)
-        k = _kappa(tuple(int(v) for v in table))
-        bounds = (KappaBounds(k.low, k.high, min(both + a_only, both + b_only))
-                  if k.low is not None and k.high is not None else None)
-        outcomes.append((bounds, truth))
-    return {"method": KAPPA_METHOD, "n": n, "yes_a": yes_a, "yes_b": yes_b, "kappa": truth,
-            "sets": sets, **_tally(outcomes)}
+    return {"method": method, "n": n, "p": p, "sets": sets, **tally(outcomes)}
 
 
 def exact_share_coverage(n: int, p: float) -> tuple[float, bool]:
@@ -332,36 +246,9 @@ def markdown(result: dict[str, Any]) -> str:
             for p in RATES:
                 pt = by_key[(method, n, p)]
                 cells.append("n/a" if pt["coverage"] is None else
-                             f"{pt['coverage']:.3f}{_mark(pt)}")
+                             f"{pt['coverage']:.3f}{mark(pt)}")
             rows.append(f"| {method} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-def kappa_markdown(result: dict[str, Any]) -> str:
-    """The kappa coverage table: one row per setting, one column per n; a cell says how many
-    data sets had kappa defined when not all did."""
-    rows = ["| person's yes rate | signal's yes rate | true kappa | "
-            + " | ".join(f"n={n}" for n in KAPPA_SIZES) + " |",
-            "|---:|---:|---:|" + "---:|" * len(KAPPA_SIZES)]
-    by_key = {(pt["yes_a"], pt["yes_b"], pt["kappa"], pt["n"]): pt
-              for pt in result.get("kappa_points", [])}
-    for setting in dict.fromkeys(key[:3] for key in by_key):
-        cells = []
-        for n in KAPPA_SIZES:
-            pt = by_key[(*setting, n)]
-            defined = "" if pt["defined"] == pt["sets"] else f" [{pt['defined']} defined]"
-            cells.append("n/a" if pt["coverage"] is None else
-                         f"{pt['coverage']:.3f}{_mark(pt)}{defined}")
-        rows.append("| " + " | ".join(f"{v:g}" for v in setting) + " | " + " | ".join(cells)
-                    + " |")
-    return "\n".join(rows)
-
-
-def _mark(point: dict[str, Any]) -> str:
-    """A footnote mark for a point outside the band (the docs explain each)."""
-    text = point["verdict"]
-    return {"in band": "", "BELOW the band": " **(below)**"}.get(
-        text, " (0)" if "p=0" in text else " (d)" if "discrete" in text else " (c)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,12 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         for point in result["points"] + result.get("kappa_points", []):
             point["verdict"] = verdict(point)
         Path(args.table_from).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-        print(markdown(result) + "\n\n" + kappa_markdown(result))
+        print(markdown(result) + "\n\n" + kappa_markdown(result) + "\n\n"
+              + kappa_markdown(result, wald=True))
         return 0
     result = run(args.sets, args.seed, args.methods.split(","))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(markdown(result) + "\n\n" + kappa_markdown(result))
+    print(markdown(result) + "\n\n" + kappa_markdown(result) + "\n\n"
+              + kappa_markdown(result, wald=True))
     return 0
 
 

@@ -120,7 +120,7 @@ def agreement_text(a: SignalAgreement) -> str:
     precision = (rate_text(flags.precision) if flags.precision is not None
                  else "not estimable (nothing flagged)")
     recall = (rate_text(flags.recall) if flags.recall is not None
-              else "not estimable (no row is an error)")
+              else "not estimable (the person marked no row)")
     return f"{kappa_text(a.kappa)}; precision {precision}; recall {recall}"
 
 

@@ -287,8 +287,8 @@ def test_report_lines_say_not_estimable_instead_of_a_zero_width_interval():
     assert (f"invented feature: 0.0% (95% CI 0.0%..{high:.1%}, 0 of 10): about 0 rows "
             f"(0..{1000 * high:,.0f}) of 1,000") in text
     assert ("kappa undefined, not estimable (both sides gave one answer to all 10 rows); "
-            "precision not estimable (nothing flagged); recall not estimable (no row is an "
-            "error)") in text
+            "precision not estimable (nothing flagged); recall not estimable (the person "
+            "marked no row)") in text
     assert "no self-check audit table" in text
     perfect = signal_agreement([True, False, True], [True, False, True])
     assert agreement_text(perfect).startswith("kappa 1.00 (95% CI ")

@@ -10,11 +10,12 @@ The interval: the equal-tailed interval of kappa under the posterior of the tabl
 probabilities given a Jeffreys prior, Dirichlet(counts + 1/2), by Monte Carlo with a fixed
 seed (the same table always gives the same interval). Why not the Wald interval of Fleiss,
 Cohen & Everitt's standard error (SAS PROC FREQ's ``ASE``): it is measured to cover 51 % at
-n = 50 when one answer is rare (10 %) and the raters are independent, 69 % at n = 20 with
+n = 50 when one answer is rare (10 %) and the raters are independent, 72 % at n = 20 with
 kappa 0.4, because the standard error shrinks with the estimate when the rare answer's
 shared cell is small or empty; a percentile bootstrap over items covered 78 % at the first
-point, and collapses at perfect agreement. The posterior interval covers 93-98 % at every
-point measured (``benchmarks/bench_coverage.py``, docs/EVAL.md). It never has zero width:
+point, and collapses at perfect agreement. The posterior interval covers 92.7-98.0 % at the
+points measured, 94-96 % at n = 200 (``benchmarks/bench_coverage.py``; docs/EVAL.md says
+which points lie outside 93-97 % and why). It never has zero width:
 with no disagreement at all (kappa 1, where the standard error is 0) it still says how low
 kappa may be. Where the posterior's bound falls short of the estimate itself (kappa 1, whose
 posterior lies below 1), the bound is the estimate, as Clopper-Pearson's upper bound is 1 at
