@@ -22,8 +22,12 @@ Data per method (``p`` is always the rate the interval is about):
   makes a model invent) but describe it with their own mentions; the truth is 0.
 - ``auroc``: a confidence score for rows hallucinated with probability p, binormal with a true
   AUROC of 0.75; coverage over data sets that have both kinds of rows (p = 0 never does).
+- ``cohens_kappa`` (its own table): a person and a signal answer yes/no on n rows, with yes
+  rates (person, signal) and a true Cohen's kappa from ``KAPPA_SETTINGS`` (the 2x2 table is
+  multinomial); coverage over data sets where kappa is defined (not both raters giving one
+  answer to every row), and how many those are.
 
-Run: ``.venv/bin/python benchmarks/bench_coverage.py`` (about 3 minutes on one core; writes
+Run: ``.venv/bin/python benchmarks/bench_coverage.py`` (about 4 minutes on one core; writes
 ``benchmarks/results/coverage.json``, and the table for ``docs/EVAL.md`` on stdout).
 """
 
@@ -47,6 +51,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing
 
+from benchmarks.coverage_kappa import (  # noqa: E402
+    KAPPA_METHOD,
+    KAPPA_SETTINGS,
+    KAPPA_SIZES,
+    kappa_markdown,
+    kappa_point,
+)
+from benchmarks.coverage_tally import BAND, CONFIDENCE, Interval, mark, tally  # noqa: E402
 from udfs.evaluation.intervals import (  # noqa: E402
     RateCI,
     paired_ratio_difference,
@@ -58,9 +70,7 @@ from udfs.evaluation.separation import auroc_interval  # noqa: E402
 
 SIZES = (10, 20, 50, 200)
 RATES = (0.0, 0.02, 0.1, 0.5)
-BAND = (0.93, 0.97)
-CONFIDENCE = 0.95
-DEFAULT_SETS = 1000
+DEFAULT_SETS = 2000  # the documented table; simulation standard error about 0.5 point
 RESULTS = REPO / "benchmarks" / "results" / "coverage.json"
 # Correlation of two versions' outcomes on one image in the "same" paired design.
 PAIR_CORRELATION = 0.5
@@ -74,7 +84,7 @@ CONSERVATIVE = {
     "auroc": "the larger of two variance estimates (DeLong, Hanley-McNeil)",
 }
 
-Draw = Callable[[np.random.Generator, int, float], tuple[RateCI | None, float]]
+Draw = Callable[[np.random.Generator, int, float], tuple[Interval | None, float]]
 
 
 @cache
@@ -154,28 +164,11 @@ METHODS: dict[str, Draw] = {
 
 
 def coverage_point(method: str, n: int, p: float, sets: int, seed: int) -> dict[str, Any]:
-    """Simulated coverage of one method at one point: share of defined intervals that hold
-    the truth, how many were defined, their mean width, how many had zero width, and how
-    often the data held at most one event (``RateCI.events``: flagged images, discordant
-    pairs, hallucinated mentions, hallucinated rows for AUROC)."""
+    """Simulated coverage of one method at one point (``_tally``); events are flagged
+    images, discordant pairs, hallucinated mentions, hallucinated rows for AUROC."""
     rng = np.random.default_rng([seed, n, int(p * 1000), list(METHODS).index(method)])
-    held = defined = degenerate = sparse = 0
-    widths = []
-    for _ in range(sets):
-        interval, truth = METHODS[method](rng, n, p)
-        if interval is None:
-            continue
-        defined += 1
-        held += interval.low - 1e-12 <= truth <= interval.high + 1e-12
-        degenerate += interval.high - interval.low <= 0
-        sparse += interval.events <= 1
-        widths.append(interval.high - interval.low)
-    return {
-        "method": method, "n": n, "p": p, "sets": sets, "defined": defined,
-        "coverage": held / defined if defined else None,
-        "mean_width": float(np.mean(widths)) if widths else None, "zero_width": degenerate,
-        "at_most_one_event": sparse / defined if defined else None,
-    }
+    outcomes = [METHODS[method](rng, n, p) for _ in range(sets)]
+    return {"method": method, "n": n, "p": p, "sets": sets, **tally(outcomes)}
 
 
 def exact_share_coverage(n: int, p: float) -> tuple[float, bool]:
@@ -198,7 +191,7 @@ def verdict(point: dict[str, Any]) -> str:
         return "undefined (one class only)"
     if BAND[0] <= coverage <= BAND[1]:
         return "in band"
-    if point["p"] == 0 and coverage > BAND[1]:
+    if point.get("p") == 0 and coverage > BAND[1]:
         return "above: at p=0 every data set is all-zero and every interval holds 0"
     if coverage > BAND[1] and point.get("band_reachable") is False:
         return "above: no interval can reach the band at this n, p (discrete data)"
@@ -211,8 +204,8 @@ def verdict(point: dict[str, Any]) -> str:
 
 
 def run(sets: int, seed: int, methods: list[str]) -> dict[str, Any]:
-    points = []
-    for method in methods:
+    points, kappa_points = [], []
+    for method in (m for m in methods if m != KAPPA_METHOD):
         for n in SIZES:
             for p in RATES:
                 started = time.perf_counter()
@@ -224,11 +217,21 @@ def run(sets: int, seed: int, methods: list[str]) -> dict[str, Any]:
                 points.append(point)
                 print(f"{method} n={n} p={p}: {point['coverage']} ({point['verdict']})",
                       file=sys.stderr)
+    if KAPPA_METHOD in methods:
+        for setting in KAPPA_SETTINGS:
+            for n in KAPPA_SIZES:
+                started = time.perf_counter()
+                point = kappa_point(n, setting, sets, seed)
+                point["verdict"] = verdict(point)
+                point["seconds"] = round(time.perf_counter() - started, 2)
+                kappa_points.append(point)
+                print(f"{KAPPA_METHOD} n={n} {setting}: {point['coverage']} "
+                      f"({point['verdict']})", file=sys.stderr)
     return {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "numpy": np.__version__,
         "sets_per_point": sets, "seed": seed, "confidence": CONFIDENCE, "band": list(BAND),
-        "points": points,
+        "points": points, "kappa_points": kappa_points,
     }
 
 
@@ -243,38 +246,34 @@ def markdown(result: dict[str, Any]) -> str:
             for p in RATES:
                 pt = by_key[(method, n, p)]
                 cells.append("n/a" if pt["coverage"] is None else
-                             f"{pt['coverage']:.3f}{_mark(pt)}")
+                             f"{pt['coverage']:.3f}{mark(pt)}")
             rows.append(f"| {method} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-def _mark(point: dict[str, Any]) -> str:
-    """A footnote mark for a point outside the band (the docs explain each)."""
-    text = point["verdict"]
-    return {"in band": "", "BELOW the band": " **(below)**"}.get(
-        text, " (0)" if "p=0" in text else " (d)" if "discrete" in text else " (c)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", type=int, default=DEFAULT_SETS, help="data sets per point")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    parser.add_argument("--methods", default=",".join([*METHODS, KAPPA_METHOD]),
+                        help="comma-separated")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--table-from", metavar="JSON", help="print the table of a results "
                         "file (verdicts recomputed) instead of simulating")
     args = parser.parse_args(argv)
     if args.table_from:
         result = json.loads(Path(args.table_from).read_text(encoding="utf-8"))
-        for point in result["points"]:
+        for point in result["points"] + result.get("kappa_points", []):
             point["verdict"] = verdict(point)
         Path(args.table_from).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-        print(markdown(result))
+        print(markdown(result) + "\n\n" + kappa_markdown(result) + "\n\n"
+              + kappa_markdown(result, wald=True))
         return 0
     result = run(args.sets, args.seed, args.methods.split(","))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(markdown(result))
+    print(markdown(result) + "\n\n" + kappa_markdown(result) + "\n\n"
+              + kappa_markdown(result, wald=True))
     return 0
 
 

@@ -1,7 +1,9 @@
 """``candid labels score`` in words (the lines the CLI prints and logs) and as MLflow metrics.
 
-An interval that the data cannot support (no disagreement at all, a class without members) is
-printed as "not estimable" with the counts, never as a zero-width interval.
+A figure that the data cannot support (kappa when both sides gave one answer to every row,
+precision with nothing flagged, AUROC with a class without rows) is printed as "not
+estimable" with the counts, never as a zero-width interval; every interval printed comes from a
+method whose coverage is measured (docs/EVAL.md).
 """
 
 from __future__ import annotations
@@ -10,9 +12,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from jobs.labels.measures import GroupScore, KindEstimate, StratumScore
+from jobs.labels.measures import (
+    GroupScore,
+    KindEstimate,
+    Separation,
+    SignalAgreement,
+    StratumScore,
+)
 from jobs.review.html_text import words
-from udfs.evaluation.agreement import Auroc, BinaryAgreement, Kappa, Proportion
+from udfs.evaluation.agreement import Kappa
+from udfs.evaluation.intervals import RateCI
 
 # MLflow metric names: letters, digits, _ - . / and spaces; anything else becomes _.
 _METRIC_UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
@@ -69,9 +78,9 @@ def _group_lines(group: GroupScore) -> list[str]:
     lines.append(f"  guardrail flags vs any error: {agreement_text(group.guardrails)}")
     if group.audit is not None:
         lines.append(f"  self-check audit vs invented feature: {agreement_text(group.audit)}")
-    for column, area in group.confidence.items():
+    for column, separation in group.confidence.items():
         lines.append(f"  {column} separating invented features from correct outputs: "
-                     f"{auroc_text(area)}")
+                     f"{auroc_text(separation)}")
     return lines
 
 
@@ -83,41 +92,43 @@ def _stratum_lines(stratum: StratumScore) -> list[str]:
                      stratum.kinds.items()]
 
 
-def rate_text(p: Proportion) -> str:
-    """``12.5% (95% CI 5.5%..26.1%, 5 of 40)``."""
-    if p.estimate is None:
+def rate_text(ci: RateCI | None) -> str:
+    """``12.5% (95% CI 4.2%..26.8%, 5 of 40)``; ``no data`` without labels."""
+    if ci is None:
         return "no data"
-    return (f"{p.estimate:.1%} ({p.confidence:.0%} CI {p.low:.1%}..{p.high:.1%}, "
-            f"{p.successes} of {p.n})")
+    return (f"{ci.estimate:.1%} ({ci.confidence:.0%} CI {ci.low:.1%}..{ci.high:.1%}, "
+            f"{ci.events:g} of {ci.total:g})")
 
 
 def estimate_text(e: KindEstimate) -> str:
     """The rate and the rows of this kind it implies among the stratum's ok rows."""
-    if e.rows is None:
+    if e.rate is None or e.rows is None or e.rows_low is None or e.rows_high is None:
         return "no data"
     return (f"{rate_text(e.rate)}: about {e.rows:,.0f} rows ({e.rows_low:,.0f}.."
             f"{e.rows_high:,.0f}) of {e.population:,}")
 
 
 def kappa_text(k: Kappa) -> str:
-    if k.kappa is None:
-        return f"kappa undefined (both sides gave one answer to all {k.n} rows)"
-    if k.degenerate:
-        return f"kappa {k.kappa:.2f} (interval not estimable from {k.n} rows)"
+    """Kappa with its interval, or why there is neither (never a zero-width interval)."""
+    if k.kappa is None or k.low is None or k.high is None:
+        return f"kappa undefined, not estimable (both sides gave one answer to all {k.n} rows)"
     return f"kappa {k.kappa:.2f} ({k.confidence:.0%} CI {k.low:.2f}..{k.high:.2f}, n={k.n})"
 
 
-def agreement_text(a: BinaryAgreement) -> str:
-    return (f"{kappa_text(a.kappa)}; precision {rate_text(a.precision)}; recall "
-            f"{rate_text(a.recall)}")
+def agreement_text(a: SignalAgreement) -> str:
+    flags = a.flags
+    precision = (rate_text(flags.precision) if flags.precision is not None
+                 else "not estimable (nothing flagged)")
+    recall = (rate_text(flags.recall) if flags.recall is not None
+              else "not estimable (the person marked no row)")
+    return f"{kappa_text(a.kappa)}; precision {precision}; recall {recall}"
 
 
-def auroc_text(a: Auroc) -> str:
-    counts = f"{a.n_positive} invented vs {a.n_negative} correct"
-    if a.estimate is None:
+def auroc_text(s: Separation) -> str:
+    counts = f"{s.invented} invented vs {s.correct} correct"
+    if s.auroc is None:
         return f"not estimable ({counts})"
-    if a.degenerate:
-        return f"AUROC {a.estimate:.2f} (interval not estimable, {counts})"
+    a = s.auroc
     return f"AUROC {a.estimate:.2f} ({a.confidence:.0%} CI {a.low:.2f}..{a.high:.2f}, {counts})"
 
 
@@ -135,9 +146,8 @@ def score_metrics(groups: Sequence[GroupScore]) -> dict[str, float]:
         for signal, agreement in (("guardrails", group.guardrails), ("audit", group.audit)):
             if agreement is not None:
                 metrics.update(_agreement_metrics(f"{name}.{signal}", agreement))
-        for column, area in group.confidence.items():
-            metrics.update(_interval_metrics(f"{name}.{column}.auroc", area.estimate,
-                                             area.low, area.high))
+        for column, separation in group.confidence.items():
+            metrics.update(_rate_metrics(f"{name}.{column}.auroc", separation.auroc))
     return metrics
 
 
@@ -149,26 +159,28 @@ def group_names(groups: Sequence[GroupScore]) -> list[str]:
 
 
 def _estimate_metrics(prefix: str, e: KindEstimate) -> dict[str, float]:
-    if e.rows is None:
+    if e.rate is None or e.rows is None or e.rows_low is None or e.rows_high is None:
         return {}
-    return {**_interval_metrics(f"{prefix}.rate", e.rate.estimate, e.rate.low, e.rate.high),
+    return {**_rate_metrics(f"{prefix}.rate", e.rate),
             **_interval_metrics(f"{prefix}.rows", e.rows, e.rows_low, e.rows_high)}
 
 
-def _agreement_metrics(prefix: str, a: BinaryAgreement) -> dict[str, float]:
+def _agreement_metrics(prefix: str, a: SignalAgreement) -> dict[str, float]:
     metrics = _interval_metrics(f"{prefix}.kappa", a.kappa.kappa, a.kappa.low, a.kappa.high)
-    for name, p in (("precision", a.precision), ("recall", a.recall)):
-        metrics.update(_interval_metrics(f"{prefix}.{name}", p.estimate, p.low, p.high))
+    metrics.update(_rate_metrics(f"{prefix}.precision", a.flags.precision))
+    metrics.update(_rate_metrics(f"{prefix}.recall", a.flags.recall))
     metrics[f"{prefix}.n"] = a.n
     return metrics
 
 
+def _rate_metrics(key: str, ci: RateCI | None) -> dict[str, float]:
+    return {} if ci is None else _interval_metrics(key, ci.estimate, ci.low, ci.high)
+
+
 def _interval_metrics(key: str, estimate: float | None, low: float | None,
                       high: float | None) -> dict[str, float]:
-    if estimate is None:
+    if estimate is None or low is None or high is None:  # not estimable: nothing logged
         return {}
-    if low is None or high is None:  # degenerate: the estimate alone, no fake interval
-        return {key: estimate}
     return {key: estimate, f"{key}.ci_low": low, f"{key}.ci_high": high}
 
 

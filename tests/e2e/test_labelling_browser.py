@@ -5,7 +5,9 @@ exported as a download -> ``candid labels import`` (twice: the second adds nothi
 ``candid labels score`` against the results and a real ``candid audit`` table, logged to MLflow.
 
 Expected figures are worked out here from the verdicts this test clicks and from the flags
-and audit answers asserted first; kappa and AUROC references come from sklearn."""
+and audit answers asserted first: kappa and AUROC estimates from sklearn, Clopper-Pearson
+bounds from scipy, kappa's posterior interval drawn with scipy, and the AUROC interval's
+variances written out."""
 
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
+from scipy import stats
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from jobs.cli import main as candid_main
@@ -26,6 +30,7 @@ from jobs.tables.ingest import run_ingest
 from tests.chromium import Browser
 from tests.conftest import describe_config
 from tests.scripted_engine import key_for_path, make_scripted_engine, write_script
+from tests.unit.test_agreement import _posterior_reference
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -189,33 +194,73 @@ def _import_twice(spark, run, exported: Path, capsys) -> None:
     assert max(r.labelled_at for r in rows).year == 2099
 
 
+def _exact(k: int, n: int) -> tuple[float, float]:
+    ci = stats.binomtest(k, n).proportion_ci(method="exact")
+    return ci.low, ci.high
+
+
+def _rate_line(kind: str, k: int, n: int, population: int) -> str:
+    low, high = _exact(k, n)
+    return (f"{kind}: {k / n:.1%} (95% CI {low:.1%}..{high:.1%}, {k} of {n}): about "
+            f"{population * k / n:,.0f} rows ({population * low:,.0f}..{population * high:,.0f})"
+            f" of {population:,}")
+
+
+def _auroc_bounds(positives: list[float], negatives: list[float]) -> tuple[float, float]:
+    """The AUROC interval written out: the larger of DeLong's and Hanley-McNeil's variance,
+    as an effective sample size for Clopper-Pearson."""
+    pos, neg = np.array(positives), np.array(negatives)
+    wins = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    area, m, n = wins.mean(), pos.size, neg.size
+    delong = wins.mean(axis=1).var(ddof=1) / m + wins.mean(axis=0).var(ddof=1) / n
+    q1, q2 = area / (2 - area), 2 * area**2 / (1 + area)
+    hanley = (area * (1 - area) + (m - 1) * (q1 - area**2) + (n - 1) * (q2 - area**2)) / (m * n)
+    n_eff = area * (1 - area) / max(delong, hanley)
+    return (stats.beta.ppf(0.025, area * n_eff, n_eff - area * n_eff + 1),
+            stats.beta.ppf(0.975, area * n_eff + 1, n_eff - area * n_eff))
+
+
 def _score(run, capsys) -> None:
     code = candid_main(["labels", "score", "--results", run.results, "--config",
                         str(run.config_file)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "labels: 9 from 2 reviewer(s) on 8 outputs; 0 of them are not ok rows" in printed
-    # 8 ok rows, all labelled: 2 invented features -> 25%, about 2 rows of 8.
-    assert "invented feature: 25.0% (95% CI 7.1%..59.1%, 2 of 8): about 2 rows (1..5) of 8" in printed
-    assert "any error: 62.5% (95% CI 30.6%..86.3%, 5 of 8): about 5 rows (2..7) of 8" in printed
+    # 8 ok rows, all labelled: 2 invented features (25%), 5 errors of any kind.
+    assert _rate_line("invented feature", 2, 8, 8) in printed
+    assert _rate_line("any error", 5, 8, 8) in printed
+    assert "invented feature: 25.0% (95% CI 3.2%..65.1%, 2 of 8): about 2 rows (0..5) of 8" in \
+        printed  # the same line, written out
     run_id = printed.strip().splitlines()[-1].removeprefix("MLflow run: ")
     client = MlflowClient(tracking_uri=run.config.mlflow.tracking_uri)
     metrics = client.get_run(run_id).data.metrics
     human = [verdict != "correct" for _, verdict in SCRIPT.values()]
     flagged = [i in {1, 3, 4, 5} for i in SCRIPT]
     assert metrics["describe.v2.guardrails.kappa"] == pytest.approx(cohen_kappa_score(human, flagged))
-    assert metrics["describe.v2.guardrails.precision"] == pytest.approx(3 / 4)  # rows 3, 4, 5
+    # Rows both flagged and errors: 3, 4, 5 (1 is flagged but correct; 2 and 7 unflagged).
+    table = [[3, 2], [1, 2]]  # rows: error yes/no; columns: flagged yes/no
+    low, high = _posterior_reference(table)
+    assert metrics["describe.v2.guardrails.kappa.ci_low"] == pytest.approx(low, abs=0.012)
+    assert metrics["describe.v2.guardrails.kappa.ci_high"] == pytest.approx(high, abs=0.012)
+    assert metrics["describe.v2.guardrails.precision"] == pytest.approx(3 / 4)
+    assert (metrics["describe.v2.guardrails.precision.ci_low"],
+            metrics["describe.v2.guardrails.precision.ci_high"]) == pytest.approx(_exact(3, 4))
     assert metrics["describe.v2.guardrails.recall"] == pytest.approx(3 / 5)
+    assert (metrics["describe.v2.guardrails.recall.ci_low"],
+            metrics["describe.v2.guardrails.recall.ci_high"]) == pytest.approx(_exact(3, 5))
     invented = [verdict == "invented_feature" for _, verdict in SCRIPT.values()]
     denied = [i in DENIED for i in SCRIPT]
     assert metrics["describe.v2.audit.kappa"] == pytest.approx(cohen_kappa_score(invented, denied))
     assert metrics["describe.v2.audit.recall"] == 1.0 and metrics["describe.v2.audit.n"] == 8
+    assert metrics["describe.v2.audit.recall.ci_low"] == pytest.approx(_exact(2, 2)[0])
     correct_or_invented = [i for i, (_, v) in SCRIPT.items() if v in ("correct", "invented_feature")]
     reference = roc_auc_score([SCRIPT[i][1] == "invented_feature" for i in correct_or_invented],
                               [-MEAN_LOGPROB[i] for i in correct_or_invented])
     assert metrics["describe.v2.mean_logprob.auroc"] == pytest.approx(reference) == 5 / 6
-    assert metrics["describe.v2.mean_logprob.auroc.ci_low"] < 5 / 6 < metrics[
-        "describe.v2.mean_logprob.auroc.ci_high"]
+    low, high = _auroc_bounds([-MEAN_LOGPROB[i] for i in (2, 7)],
+                              [-MEAN_LOGPROB[i] for i in (0, 1, 6)])
+    assert metrics["describe.v2.mean_logprob.auroc.ci_low"] == pytest.approx(low)
+    assert metrics["describe.v2.mean_logprob.auroc.ci_high"] == pytest.approx(high)
     assert metrics["describe.v2.all.invented_feature.rows"] == pytest.approx(2.0)
     artifacts = {a.path for a in client.list_artifacts(run_id, "labels")}
     assert artifacts == {"labels/score.json", "labels/score.txt"}

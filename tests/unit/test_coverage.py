@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.bench_coverage import coverage_point, exact_share_coverage, verdict
+from benchmarks.coverage_kappa import kappa_cells, kappa_point
 
 SETS = 400
 # Binomial standard error at 400 sets is about 1.1 points: 0.91 is 3-4 of them below 0.95.
@@ -25,6 +26,33 @@ def test_intervals_cover_where_the_bootstrap_did_not(method, n, p):
     assert point["defined"] == SETS
     assert point["coverage"] >= FLOOR, point
     assert point["zero_width"] == 0
+
+
+@pytest.mark.parametrize(("n", "setting"), [
+    # The Wald interval of Fleiss-Cohen-Everitt's standard error covered 0.51 and 0.72 here.
+    (50, (0.1, 0.1, 0.0)),
+    (20, (0.1, 0.1, 0.4)),
+])
+def test_the_kappa_interval_covers_where_a_rare_answer_broke_wald(n, setting):
+    point = kappa_point(n, setting, SETS, seed=3)
+    assert point["coverage"] >= FLOOR, point
+    assert point["zero_width"] == 0
+    # Kappa is undefined only when both raters said no to every row.
+    assert point["defined"] >= SETS * 0.9
+    # The baseline the benchmark reports beside it: the Wald interval of the same data.
+    assert point["wald"]["coverage"] < 0.8, point["wald"]
+
+
+@pytest.mark.parametrize("setting", [(0.1, 0.1, 0.4), (0.5, 0.5, 0.8), (0.2, 0.4, 0.4)])
+def test_kappa_cells_have_the_yes_rates_and_kappa_asked_for(setting):
+    yes_a, yes_b, truth = setting
+    both, a_only, b_only, neither = kappa_cells(*setting)
+    assert both + a_only + b_only + neither == pytest.approx(1.0)
+    assert (both + a_only, both + b_only) == pytest.approx((yes_a, yes_b))
+    chance = yes_a * yes_b + (1 - yes_a) * (1 - yes_b)
+    assert (both + neither - chance) / (1 - chance) == pytest.approx(truth)
+    with pytest.raises(ValueError, match="impossible"):
+        kappa_cells(0.1, 0.5, 0.9)
 
 
 def test_all_zero_data_gets_a_real_interval():

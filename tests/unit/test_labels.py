@@ -11,6 +11,8 @@ import re
 from datetime import datetime, timezone
 
 import pytest
+from scipy import stats
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from jobs.labels.export_file import LabelFileError, parse_export
 from jobs.labels.measures import (
@@ -19,6 +21,7 @@ from jobs.labels.measures import (
     confidence_separation,
     guardrail_agreement,
     kind_estimates,
+    signal_agreement,
     stratum_scores,
 )
 from jobs.labels.report import (
@@ -39,7 +42,6 @@ from jobs.review.page import (
     render_review_page,
 )
 from tests.html_dom import Dom
-from udfs.evaluation.agreement import auroc, binary_agreement
 
 EVIL = '<script>alert("x")</script>'
 LABEL_SET = LabelSet(selection=f"describe/v2 on m {EVIL}", results_table="/t/results",
@@ -181,16 +183,24 @@ def _rows(verdicts: list[str], **fields) -> list[LabelledRow]:
             for v in verdicts]
 
 
-def test_rates_are_scaled_to_the_population_with_wilson_bounds():
+def _exact(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return ci.low, ci.high
+
+
+def test_rates_are_scaled_to_the_population_with_clopper_pearson_bounds():
     estimates = kind_estimates(["correct"] * 36 + ["invented_feature"] * 3 + ["unreadable"], 5000)
     invented = estimates["invented_feature"]
-    assert invented.rate.successes == 3 and invented.rate.n == 40
+    assert (invented.rate.events, invented.rate.n_items) == (3, 40)
+    assert (invented.rate.low, invented.rate.high) == pytest.approx(_exact(3, 40), abs=1e-9)
     assert invented.rows == pytest.approx(375.0)
-    assert invented.rows_low == pytest.approx(5000 * invented.rate.low)
-    assert invented.rows_high == pytest.approx(5000 * invented.rate.high)
-    assert estimates["any_error"].rate.successes == 4
+    low, high = _exact(3, 40)
+    assert (invented.rows_low, invented.rows_high) == pytest.approx((5000 * low, 5000 * high))
+    assert estimates["any_error"].rate.events == 4
     none = estimates["wrong_count"]
-    assert none.rows == 0 and none.rows_low == 0 and none.rows_high > 400  # 0 of 40: not 0..0
+    # 0 of 40: not 0..0 but 0..1-0.025^(1/40) of the rows.
+    assert none.rows == 0 and none.rows_low == 0
+    assert none.rows_high == pytest.approx(5000 * (1 - 0.025 ** (1 / 40)))
 
 
 def test_strata_follow_low_visibility_with_their_own_populations():
@@ -200,11 +210,12 @@ def test_strata_follow_low_visibility_with_their_own_populations():
     assert list(strata) == ["all", "low visibility", "normal visibility", "visibility unknown"]
     assert strata["all"].population == 1005 and strata["all"].labelled == 14
     low = strata["low visibility"].kinds["invented_feature"]
-    assert (low.rate.successes, low.rate.n, low.rows) == (3, 4, 150.0)
+    assert (low.rate.events, low.rate.n_items, low.rows) == (3, 4, 150.0)
     normal = strata["normal visibility"].kinds["invented_feature"]
-    assert (normal.rate.successes, normal.rate.n, normal.rows) == (2, 10, 160.0)
+    assert (normal.rate.events, normal.rate.n_items, normal.rows) == (2, 10, 160.0)
     unknown = strata["visibility unknown"]
-    assert unknown.labelled == 0 and unknown.kinds["any_error"].rows is None
+    assert unknown.labelled == 0
+    assert unknown.kinds["any_error"].rate is None and unknown.kinds["any_error"].rows is None
 
 
 def test_guardrails_are_compared_with_any_error_and_the_audit_with_invented_features():
@@ -216,25 +227,43 @@ def test_guardrails_are_compared_with_any_error_and_the_audit_with_invented_feat
         LabelledRow("unreadable", None, flagged=False, audit_unconfirmed=True),
     ]
     guard = guardrail_agreement(rows)
-    assert (guard.both, guard.signal_only, guard.human_only, guard.neither) == (2, 1, 1, 1)
-    assert guard.kappa.kappa == binary_agreement([1, 1, 0, 0, 1], [1, 1, 0, 1, 0]).kappa.kappa
+    # Errors: rows 0, 1, 4; flagged: rows 0, 1, 3.
+    assert (guard.n, guard.flags.flagged, guard.flags.labelled, guard.flags.both) == (5, 3, 3, 2)
+    human, flagged = [1, 1, 0, 0, 1], [1, 1, 0, 1, 0]
+    assert guard.kappa.kappa == pytest.approx(cohen_kappa_score(human, flagged), abs=1e-12)
+    assert guard.kappa.low < guard.kappa.kappa < guard.kappa.high
+    precision = guard.flags.precision
+    assert (precision.estimate, precision.low, precision.high) == pytest.approx(
+        (2 / 3, *_exact(2, 3)))
     audit = audit_agreement(rows)
     assert audit.n == 4  # the row without an audit is left out
-    assert (audit.both, audit.signal_only, audit.human_only, audit.neither) == (1, 1, 0, 2)
+    # Invented features among audited rows: row 0; unconfirmed: rows 0 and 4.
+    assert (audit.flags.flagged, audit.flags.labelled, audit.flags.both) == (2, 1, 1)
+    assert audit.flags.recall.estimate == 1.0
+    assert audit.flags.recall.low == pytest.approx(_exact(1, 1)[0])  # 0.025 for 1 of 1
     assert audit_agreement(rows[3:4]) is None
 
 
+def test_a_signal_that_never_fires_has_no_precision_and_a_real_kappa_interval():
+    a = signal_agreement([True, True, False, False, False], [False] * 5)
+    assert a.flags.precision is None and a.flags.recall.estimate == 0.0
+    assert a.kappa.kappa == 0.0 and a.kappa.low < 0 < a.kappa.high
+
+
 def test_lower_confidence_for_invented_features_gives_an_auroc_above_one_half():
+    invented, correct = (-2.0, -1.5, -0.9), (-1.0, -0.5, -0.2, -0.1)
     rows = [LabelledRow("invented_feature", None, False, confidence={"mean_logprob": lp})
-            for lp in (-2.0, -1.5, -0.9)]
+            for lp in invented]
     rows += [LabelledRow("correct", None, False, confidence={"mean_logprob": lp})
-             for lp in (-1.0, -0.5, -0.2, -0.1)]
+             for lp in correct]
     rows += [LabelledRow("correct", None, False, confidence={"mean_logprob": None}),
              LabelledRow("wrong_count", None, False, confidence={"mean_logprob": -9.0})]
-    area = confidence_separation(rows, ["mean_logprob"])["mean_logprob"]
-    assert (area.n_positive, area.n_negative) == (3, 4)  # no score, other kinds: left out
-    assert area.estimate == pytest.approx(11 / 12)
-    assert area.estimate == auroc([2.0, 1.5, 0.9], [1.0, 0.5, 0.2, 0.1]).estimate
+    separation = confidence_separation(rows, ["mean_logprob"])["mean_logprob"]
+    assert (separation.invented, separation.correct) == (3, 4)  # no score, other kinds: out
+    reference = roc_auc_score([1] * 3 + [0] * 4, [-v for v in invented + correct])
+    assert separation.auroc.estimate == pytest.approx(reference) == pytest.approx(11 / 12)
+    assert separation.auroc.low < 11 / 12 < separation.auroc.high
+    assert confidence_separation(rows[3:7], ["mean_logprob"])["mean_logprob"].auroc is None
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -254,12 +283,24 @@ def _report(rows: list[LabelledRow], fingerprints=("fp1",)) -> LabelsReport:
 def test_report_lines_say_not_estimable_instead_of_a_zero_width_interval():
     rows = _rows(["correct"] * 10, low=False)  # every row correct, nothing flagged
     text = "\n".join(score_lines(_report(rows)))
-    assert "invented feature: 0.0% (95% CI 0.0%..27.8%, 0 of 10): about 0 rows (0..278) of 1,000" in text
-    assert "kappa undefined (both sides gave one answer to all 10 rows)" in text
+    high = 1 - 0.025 ** (1 / 10)  # Clopper-Pearson's upper bound for 0 of 10
+    assert (f"invented feature: 0.0% (95% CI 0.0%..{high:.1%}, 0 of 10): about 0 rows "
+            f"(0..{1000 * high:,.0f}) of 1,000") in text
+    assert ("kappa undefined, not estimable (both sides gave one answer to all 10 rows); "
+            "precision not estimable (nothing flagged); recall not estimable (the person "
+            "marked no row)") in text
     assert "no self-check audit table" in text
-    perfect = binary_agreement([True, False, True], [True, False, True])
-    assert "interval not estimable from 3 rows" in agreement_text(perfect)
-    assert auroc_text(auroc([3, 4], [1, 2])).startswith("AUROC 1.00 (interval not estimable")
+    perfect = signal_agreement([True, False, True], [True, False, True])
+    assert agreement_text(perfect).startswith("kappa 1.00 (95% CI ")
+    assert "..1.00, n=3); precision 100.0% (95% CI " in agreement_text(perfect)
+    rows = [LabelledRow(v, None, False, confidence={"c": s})
+            for v, s in (("invented_feature", -3.0), ("invented_feature", -4.0),
+                         ("correct", -1.0), ("correct", -2.0))]
+    # Perfect separation: the smaller class (2 rows) is the effective sample, low 0.025^(1/2).
+    text = auroc_text(confidence_separation(rows, ["c"])["c"])
+    assert text == (f"AUROC 1.00 (95% CI {0.025 ** 0.5:.2f}..1.00, 2 invented vs 2 correct)")
+    only_correct = confidence_separation(rows[2:], ["c"])["c"]
+    assert auroc_text(only_correct) == "not estimable (0 invented vs 2 correct)"
 
 
 def test_metrics_carry_bounds_and_leave_out_what_cannot_be_estimated():
@@ -267,12 +308,18 @@ def test_metrics_carry_bounds_and_leave_out_what_cannot_be_estimated():
     metrics = score_metrics(_report(rows).groups)
     assert metrics["describe.v2.all.wrong_count.rate"] == pytest.approx(0.2)
     assert metrics["describe.v2.all.wrong_count.rows"] == pytest.approx(200.0)
-    assert metrics["describe.v2.all.wrong_count.rows.ci_high"] > 400
-    assert metrics["describe.v2.normal_visibility.any_error.rate.ci_low"] > 0
-    # The guardrails never fired: kappa is 0 with no spread, so no interval is logged.
+    assert metrics["describe.v2.all.wrong_count.rows.ci_high"] == pytest.approx(
+        1000 * _exact(2, 10)[1])
+    assert metrics["describe.v2.normal_visibility.any_error.rate.ci_low"] == pytest.approx(
+        _exact(2, 10)[0])
+    # The guardrails never fired: kappa is 0 with an interval; precision is not estimable.
     assert metrics["describe.v2.guardrails.kappa"] == 0.0
-    assert "describe.v2.guardrails.kappa.ci_low" not in metrics
-    assert metrics["describe.v2.guardrails.recall"] == 0.0 and metrics["describe.v2.labelled"] == 10
+    assert metrics["describe.v2.guardrails.kappa.ci_low"] < 0 < metrics[
+        "describe.v2.guardrails.kappa.ci_high"]
+    assert "describe.v2.guardrails.precision" not in metrics
+    assert metrics["describe.v2.guardrails.recall"] == 0.0
+    assert metrics["describe.v2.guardrails.recall.ci_high"] == pytest.approx(1 - 0.025 ** 0.5)
+    assert metrics["describe.v2.labelled"] == 10
 
 
 def test_group_names_stay_unique_when_two_fingerprints_share_a_version():

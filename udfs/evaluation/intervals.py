@@ -96,11 +96,12 @@ class McNemarResult:
 
 def z_value(confidence: float) -> float:
     """The two-sided normal quantile, e.g. 1.96 for 0.95."""
-    _check_confidence(confidence)
+    check_confidence(confidence)
     return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
 
 
-def _check_confidence(confidence: float) -> None:
+def check_confidence(confidence: float) -> None:
+    """Raises ValueError unless ``confidence`` is a level strictly between 0 and 1."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
@@ -115,7 +116,7 @@ def clopper_pearson(events: float, n: float, confidence: float = DEFAULT_CONFIDE
         >>> low, round(high, 4)
         (0.0, 0.1684)
     """
-    _check_confidence(confidence)
+    check_confidence(confidence)
     if n <= 0 or not 0 <= events <= n:
         raise ValueError(f"need 0 <= events <= n and n > 0, got events={events}, n={n}")
     tail = (1 - confidence) / 2
