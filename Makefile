@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-unit test-env dist bench clean
+.PHONY: setup demo test test-fast test-env dist bench clean
 
 setup:
 	./scripts/setup.sh
@@ -11,9 +11,16 @@ setup:
 demo: setup
 	$(VENV)/bin/candid demo
 
-test: setup test-env
+# The whole suite: the fast tier first (a broken unit stops the run within two minutes), then
+# the tests that start Spark, an engine, a CLI or a browser, with the 25 slowest listed.
+test: test-fast test-env
 	./scripts/install_chromium.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25 tests/spark tests/e2e
+
+# The tests that start no Spark and no engine (tests/unit: conftest refuses a unit test that
+# asks for either); stops at the first failure.
+test-fast: setup
+	$(PY) -m pytest -q -x tests/unit
 
 # The packed environment the cluster test ships to its executors: the wheel and what executors
 # import, no engine (tests/e2e/test_cluster.py). Packed again only when the sources change.
@@ -26,9 +33,6 @@ test-env: setup
 EXTRAS ?= gpu
 dist: setup
 	$(PY) scripts/pack_env.py --name $(EXTRAS) --extras $(EXTRAS)
-
-test-unit: setup
-	$(PY) -m pytest -q tests/unit
 
 bench: setup
 	$(PY) benchmarks/bench_image_prep.py

@@ -7,6 +7,7 @@ exactly what it feeds the loader.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import struct
 import uuid
@@ -129,7 +130,9 @@ def pillow_globals_untouched() -> Iterator[None]:
 def check_ready() -> CheckReady:
     """Asserts an ``ok`` result is what the engine can take, including that Qwen2-VL's own
     processor would not resize it again (a fixed point of transformers' smart_resize)."""
-    hf = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
+    # A plain import: if transformers moves this module, these fixed-point tests must fail,
+    # not skip (the engines' processor is what they pin us to).
+    hf = importlib.import_module("transformers.models.qwen2_vl.image_processing_qwen2_vl")
 
     def check(result: PreparedImage, image_settings: ImageSettings) -> Image.Image:
         assert result.status == "ok", result.message

@@ -6,6 +6,7 @@ raise only where transformers raises or answers with a size the model rejects.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import pytest
@@ -39,7 +40,9 @@ fast = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 @pytest.fixture(scope="module")
 def hf_smart_resize() -> Callable[..., tuple[int, int]]:
     """The processor's function; importing transformers takes seconds, so once per module."""
-    module = pytest.importorskip("transformers.models.qwen2_vl.image_processing_qwen2_vl")
+    # A plain import: if transformers moves this module, these fixed-point tests must fail,
+    # not skip (the engines' processor is what they pin us to).
+    module = importlib.import_module("transformers.models.qwen2_vl.image_processing_qwen2_vl")
     return module.smart_resize
 
 
