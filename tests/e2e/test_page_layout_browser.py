@@ -108,9 +108,8 @@ def _ab_section(title: str, notes: dict, percent: bool) -> str:
     columns = [RatesColumn("v1", f"describe/v1 {LONG}", {"hallucination_per_mention": rate_ci(ALL),
                                                          LONG: rate_ci(NONE)}),
                RatesColumn(long_label, NON_ASCII, {"hallucination_per_mention": rate_ci(NONE)})]
-    verdicts = [paired_verdict("hallucination_per_mention", ("v1", ALL), (long_label, NONE),
-                               binary=True),
-                paired_verdict(LONG, ("v1", ALL), (long_label, ALL), binary=True)]
+    verdicts = [paired_verdict("hallucination_per_mention", ("v1", ALL), (long_label, NONE)),
+                paired_verdict(LONG, ("v1", ALL), (long_label, ALL))]
     return render_ab_section(title, columns, verdicts, notes=notes, percent=percent,
                              intro=f"{NON_ASCII} {LONG}")
 
