@@ -46,6 +46,8 @@ BUCKETS_PROPERTY = "candid.buckets"
 # bucket of one prompt version holds ~12 k rows, a file size Parquet handles well.
 DEFAULT_BUCKETS = 1024
 _ID = "image_id"
+# The audit table of a results table named by a path sits beside it, with this suffix.
+AUDIT_SUFFIX = "_audit"
 
 
 def bucket_column(buckets: int) -> Column:
@@ -168,3 +170,9 @@ def relayout_results(spark: SparkSession, table: str, buckets: int = DEFAULT_BUC
         writer.saveAsTable(table)
     log.warning("rewrote %s into %d buckets", table, buckets)
     return True
+
+
+def audit_table_beside(results_table: str) -> str | None:
+    """``<results>_audit``, the audit table's default place beside a results table named by a
+    path; None for a metastore name (the user names the audit table then)."""
+    return results_table.rstrip("/") + AUDIT_SUFFIX if is_path(results_table) else None
