@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def start_spark(workdir: Path):
     from jobs.cluster.spark_session import build_spark
-    from jobs.config import SparkSettings
+    from jobs.job_settings import SparkSettings
     from udfs.engines.vllm_env import prepare_process_env
 
     prepare_process_env(str(REPO / "build"))

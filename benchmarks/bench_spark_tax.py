@@ -106,9 +106,10 @@ def job_round(configs: dict[int, Any], spark_settings, label: str) -> dict[str, 
 def prepare(args) -> dict[str, Any]:
     """The tiny model, distinct thumbnails, the engine for (a), the input tables for (b)."""
     from jobs.cluster.spark_session import build_spark
-    from jobs.config import DescribeConfig, IngestConfig, SparkSettings, load_config
+    from jobs.config import DescribeConfig, IngestConfig, load_config
     from jobs.demo.run import make_sample_images
     from jobs.demo.tiny_model import make_tiny_model
+    from jobs.job_settings import SparkSettings
     from jobs.tables.ingest import run_ingest
     from udfs.engines import create_engine
     from udfs.images.prepare import load_image

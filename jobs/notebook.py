@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jobs.config import ConfigError, DescribeConfig, SparkSettings, load_config, project_file
+from jobs.config import ConfigError, DescribeConfig, load_config
+from jobs.job_settings import SparkSettings, project_file
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

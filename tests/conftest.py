@@ -70,7 +70,7 @@ def tiny_engine_settings(model_dir: Path, backend: str = "vllm", **extra):
 def spark(tmp_path_factory):
     """One local[2] SparkSession with Delta for the whole run."""
     from jobs.cluster.spark_session import build_spark
-    from jobs.config import SparkSettings
+    from jobs.job_settings import SparkSettings
 
     prepare_process_env(str(REPO / "build"))
     # Executors import test helpers (tests.fakes) by module name.

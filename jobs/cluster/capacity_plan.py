@@ -18,7 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobs.config import ConfigError, TrackingSettings
+from jobs.config import ConfigError
+from jobs.job_settings import TrackingSettings
 from jobs.tracking.runs import RunTracker
 
 if TYPE_CHECKING:

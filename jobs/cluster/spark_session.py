@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 import yaml
 
 from jobs.cluster.gpu_layout import check_gpu_layout
-from jobs.config import ConfigError, SparkSettings, project_file
+from jobs.config import ConfigError
+from jobs.job_settings import SparkSettings, project_file
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

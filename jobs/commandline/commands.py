@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from jobs.commandline.console import Reporter
-from jobs.config import DescribeConfig, SparkSettings, load_config
+from jobs.config import DescribeConfig, load_config
+from jobs.job_settings import SparkSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

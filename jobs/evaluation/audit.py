@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from jobs.config import ConfigError, DescribeConfig, project_file
+from jobs.config import ConfigError, DescribeConfig
 from jobs.evaluation.dataset import TRUTH_COLUMN
+from jobs.job_settings import project_file
 from jobs.tables.delta_io import is_path, read_table, table_exists
 from jobs.tables.identity import identify_run
 from jobs.tables.layout import audit_table_beside

@@ -22,7 +22,8 @@ from jobs.commandline.commands import (
     add_optional_config_args,
     config_from,
 )
-from jobs.config import ConfigError, SparkSettings, TrackingSettings
+from jobs.config import ConfigError
+from jobs.job_settings import SparkSettings, TrackingSettings
 from udfs.evaluation.ab import IntervalSettings, format_ci
 from udfs.evaluation.selfcheck import AUDIT_UNITS
 from udfs.settings import StrictModel

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import TrackingSettings, project_file
 from jobs.evaluation.dataset import TRUTH_COLUMN
+from jobs.job_settings import TrackingSettings, project_file
 from jobs.review.page import PromptColumn, review_rows_from_records, write_review_page
 from jobs.review.verdicts import GROUNDING_METRIC_NOTES, RatesColumn, render_ab_section
 from jobs.tables.delta_io import latest_version, read_table

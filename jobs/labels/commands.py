@@ -15,7 +15,8 @@ import argparse
 from pydantic import ConfigDict, Field
 
 from jobs.commandline.commands import Context, Handler, add_optional_config_args, config_from
-from jobs.config import ConfigError, SparkSettings, TrackingSettings, absolute_table_ref
+from jobs.config import ConfigError
+from jobs.job_settings import SparkSettings, TrackingSettings, absolute_table_ref
 from jobs.tables.layout import audit_table_beside
 from udfs.settings import StrictModel
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import TrackingSettings
+from jobs.job_settings import TrackingSettings
 from jobs.labels.measures import (
     CONFIDENCE_COLUMNS,
     GroupScore,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jobs.config import TrackingSettings
+from jobs.job_settings import TrackingSettings
 from jobs.tracking.redaction import redact, redact_text
 
 log = logging.getLogger("candid.tracking")

@@ -21,7 +21,7 @@ POISONED = ("org.slf4j", "slf4j-api", "2.0.13")
 
 SESSION_SCRIPT = textwrap.dedent("""
     import sys
-    from jobs.config import SparkSettings
+    from jobs.job_settings import SparkSettings
     from jobs.cluster.spark_session import SparkStartError, build_spark
 
     ivy_home, log_file, table, own_chain = sys.argv[1:5]

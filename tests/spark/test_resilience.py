@@ -14,10 +14,11 @@ import pytest
 from PIL import Image
 
 from jobs.cli import main as candid_main
-from jobs.config import DescribeConfig, IngestConfig, TrackingSettings, load_config
+from jobs.config import DescribeConfig, IngestConfig, load_config
 from jobs.demo.run import make_sample_images
 from jobs.describe import commit as staging_io
 from jobs.describe.run import run_describe
+from jobs.job_settings import TrackingSettings
 from jobs.tables import delta_io
 from jobs.tables.delta_io import read_table
 from jobs.tables.ingest import run_ingest

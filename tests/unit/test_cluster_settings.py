@@ -8,7 +8,8 @@ import pytest
 
 from jobs.cluster.gpu_layout import check_gpu_layout, gpu_layout_problems, idle_gpus
 from jobs.cluster.spark_session import build_spark, load_profile, submit_args
-from jobs.config import ConfigError, SparkSettings
+from jobs.config import ConfigError
+from jobs.job_settings import SparkSettings
 
 REPO = Path(__file__).resolve().parents[2]
 GPU_PROFILE = REPO / "conf" / "spark" / "gpu-cluster.yaml"
