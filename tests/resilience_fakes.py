@@ -23,6 +23,7 @@ import yaml
 
 from jobs.config_loader import config_data
 from tests.fakes import FakeEngine
+from tests.mlflow_store import fresh_store
 from udfs.engines.base import Engine, EngineDeadError, Generation
 from udfs.settings import EngineSettings, ImageSettings
 
@@ -149,6 +150,9 @@ def write_job_config(tmp: Path, name: str = "job.yaml", **overrides: Any) -> Pat
     }
     path = tmp / name
     merged = config_data(data, **overrides)  # as load_config merges, before validation
+    tracking = merged["mlflow"]
+    if tracking.get("enabled") and tracking["tracking_uri"] == data["mlflow"]["tracking_uri"]:
+        fresh_store(tmp)  # a migrated store, copied (tests.mlflow_store)
     path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
     Path(str(path) + ENGINE_SIDECAR_SUFFIX).write_text(engine, encoding="utf-8")
     return path
