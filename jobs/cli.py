@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from jobs.cluster.spark_session import build_spark
 from jobs.commandline.commands import (
     Context,
     Handler,
@@ -135,9 +136,10 @@ def main(argv: list[str] | None = None, make_engine: Callable | None = None) -> 
     """
     args = build_parser().parse_args(argv)
     if args.command in PLAIN_COMMANDS or getattr(args, "explain", False):
-        return _run_command(args, Context(Reporter(), sys.stdout, sys.stderr))
+        return _run_command(args, Context(Reporter(), sys.stdout, sys.stderr, build_spark))
     with run_log(args.command, args.verbose) as run:
-        context = Context(ConsoleReporter(run.out), run.out, run.err, run.path, make_engine)
+        context = Context(ConsoleReporter(run.out), run.out, run.err, build_spark, run.path,
+                          make_engine)
         context.say(f"log: {_shown(run.path)}")
         return _run_command(args, context)
 

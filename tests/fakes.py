@@ -149,6 +149,7 @@ class FakeSteppingStream(SteppingStream):
         super().__init__(engine, capacity=engine.settings.vllm_settings.max_num_seqs)
         self._fake = engine
         self._queue: dict[str, list] = {}  # request id -> [request, steps left, scheduled at]
+        self._added: dict[str, tuple[float, bool]] = {}  # request id -> (added at, queued)
         self.preemptions = 0
 
     def _add(self, request_id, request) -> None:
@@ -158,6 +159,7 @@ class FakeSteppingStream(SteppingStream):
         if _top_left(image) == REJECT_RGB:
             raise ValueError("request rejected by the fake processor")
         self._queue[request_id] = [request, 1 + image.width % 5, None]
+        self._added[request_id] = (time.monotonic(), len(self._queue) > self.capacity)
         self._fake.submitted.append(image)
 
     def _step(self):
@@ -175,7 +177,10 @@ class FakeSteppingStream(SteppingStream):
             raise ValueError("poisoned request broke the step")
         done = []
         for request_id, entry in scheduled:
-            entry[2] = started if entry[2] is None else entry[2]
+            if entry[2] is None:
+                entry[2] = started
+                added, queued = self._added[request_id]
+                fake.waits.append(((started - added) * 1000.0, queued))
             entry[1] -= 1
             if entry[1] == 0:
                 del self._queue[request_id]
@@ -222,6 +227,9 @@ class StreamingFakeEngine(PoisonEngine):
         self.served = 0
         self.submitted: list = []
         self.in_flight_at_step: list[tuple[int, int]] = []  # (in flight, submitted so far)
+        # Per request, as this scheduler saw it: ms from its add to its first step, and whether
+        # it was added behind a full engine (more than ``capacity`` requests held).
+        self.waits: list[tuple[float, bool]] = []
 
     def open_stream(self):
         if self.closed:

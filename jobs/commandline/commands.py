@@ -24,12 +24,15 @@ Handler = Callable[[argparse.Namespace, "Context"], int]
 
 @dataclass(frozen=True)
 class Context:
-    """What a command handler prints to, where the JVM it starts writes its log, and the
-    engine factory a library caller or test injects (None: the backend registry)."""
+    """What a command handler prints to, how it starts Spark (``start_spark(settings,
+    log_path)``: ``jobs.cluster.spark_session.build_spark``, handed in by ``jobs.cli`` so that
+    the command line sits below the cluster code), where the JVM writes its log, and the engine
+    factory a library caller or test injects (None: the backend registry)."""
 
     reporter: Reporter
     out: TextIO
     err: TextIO
+    start_spark: Callable[[SparkSettings, Path | None], SparkSession]
     log_path: Path | None = None
     make_engine: Callable | None = None
 
@@ -37,10 +40,8 @@ class Context:
         print(text, file=self.out, flush=True)
 
     def spark(self, settings: SparkSettings) -> SparkSession:
-        from jobs.cluster.spark_session import build_spark
-
         self.reporter.phase(f"[spark] starting ({_spark_start_note(settings)})")
-        return build_spark(settings, self.log_path)
+        return self.start_spark(settings, self.log_path)
 
 
 def _spark_start_note(settings: SparkSettings) -> str:

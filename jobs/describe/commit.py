@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.tables.delta_io import (
     ConcurrentWriteError,
+    comment_columns,
     create_table_if_missing,
     delta_table,
     delta_txn,
@@ -33,7 +34,7 @@ from jobs.tables.delta_io import (
     with_concurrency_retries,
 )
 from jobs.tables.layout import create_results_table, results_layout
-from jobs.tables.results import RESULT_KEYS, RESULTS_SCHEMA_DDL, tally
+from jobs.tables.results import RESULT_COLUMN_COMMENTS, RESULT_KEYS, RESULTS_SCHEMA_DDL, tally
 from udfs.outputs.tally import Tally
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def ensure_tables(
                 "creating the table right now, or a creator crashed before its first commit; "
                 "if no other job writes to it, delete the empty _delta_log folder and rerun"
             ) from err
+    comment_columns(spark, results_table, RESULT_COLUMN_COMMENTS)
     return staging
 
 

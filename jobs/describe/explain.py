@@ -5,7 +5,7 @@ It shows what the config file and ``--set`` overrides add up to once merged with
 the prompt's name, version and hash; the effective sampling (the prompt's own, with the config's
 fields over it) and which of its fields the config set; the engine (with the weights revision a
 local model folder gets), image and feeding settings; and the run fingerprint with every input
-it hashes. Everything comes from ``jobs.describe.start.identify_run``, the function the run
+it hashes. Everything comes from ``jobs.tables.identity.identify_run``, the function the run
 itself uses, so what is shown is what runs.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from jobs.config import DescribeConfig
-from jobs.describe.start import identify_run
+from jobs.tables.identity import identify_run
 from udfs.fingerprint import fingerprint_inputs
 from udfs.prompts import PromptSpec
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from jobs.config import DescribeConfig
 from jobs.describe.commit import staging_table_for
 from jobs.describe.pending import pending_rows
-from jobs.describe.start import identify_run
 from jobs.tables.delta_io import latest_version, read_table, table_exists
+from jobs.tables.identity import identify_run
 from jobs.tables.inputs import read_inputs
 from jobs.tables.results import RetryPolicy, fingerprint_counts
 from jobs.tracking.prompt_store import resolve_prompt

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 import yaml
 
 from jobs.config import ConfigError, DescribeConfig, project_file
-from jobs.describe.start import identify_run
 from jobs.evaluation.dataset import TRUTH_COLUMN
 from jobs.tables.delta_io import is_path, read_table, table_exists
+from jobs.tables.identity import identify_run
+from jobs.tables.layout import audit_table_beside
 from jobs.tracking.prompt_store import resolve_prompt
 from jobs.tracking.runs import RunTracker
 from udfs.evaluation.ab import DEFAULT_SETTINGS, IntervalSettings, ci_metrics
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 DEFAULT_PROBE_PROMPT = "conf/prompts/probes/probe_v1.yaml"
-AUDIT_SUFFIX = "_audit"
 # Rows per frame into the audit UDF (AuditTask.batch_size: the adapter cuts Spark's Arrow
 # batches to this many rows for this query alone); the engine is fed as a stream across frames,
 # so this sets how often results come back, not how full the engine is.
@@ -97,14 +97,15 @@ def load_probe_prompt(path: str) -> PromptSpec:
 
 
 def default_out_table(results_table: str) -> str:
-    """``<results>_audit`` beside a results table named by a path.
+    """The audit table beside a results table named by a path (``audit_table_beside``).
 
     Raises:
         ConfigError: the results table is a metastore name (give --out).
     """
-    if not is_path(results_table):
+    beside = audit_table_beside(results_table)
+    if beside is None:
         raise ConfigError(f"--out is needed: {results_table!r} is a metastore name, not a path")
-    return results_table.rstrip("/") + AUDIT_SUFFIX
+    return beside
 
 
 def run_audit(

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 from jobs.commandline.console import Reporter
 from jobs.config import DescribeConfig, InputSettings, PromptRef, SourceColumnSettings
 from jobs.describe.run import run_describe
-from jobs.describe.start import DescribeSummary, identify_run
+from jobs.describe.start import DescribeSummary
 from jobs.review.page import PromptColumn, review_rows_from_records, write_review_page
 from jobs.review.verdicts import RatesColumn, render_ab_section
 from jobs.tables.delta_io import read_table, table_exists
+from jobs.tables.identity import identify_run
 from jobs.tables.inputs import read_inputs
 from jobs.tables.results import fingerprint_counts, tally
 from jobs.tracking.prompt_store import resolve_version

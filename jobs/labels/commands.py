@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field
 
 from jobs.commandline.commands import Context, Handler, add_optional_config_args, config_from
 from jobs.config import ConfigError, SparkSettings, TrackingSettings, absolute_table_ref
+from jobs.tables.layout import audit_table_beside
 from udfs.settings import StrictModel
 
 LABELS_EXPERIMENT = "candid-labels"
@@ -97,7 +98,7 @@ def _score(args: argparse.Namespace, context: Context) -> int:
         results_table=results,
         labels_table=absolute_table_ref(args.labels) if args.labels
         else default_labels_table(results),
-        audit_table=absolute_table_ref(args.audit) if args.audit else _default_audit(results),
+        audit_table=absolute_table_ref(args.audit) if args.audit else audit_table_beside(results),
         reviewer=args.reviewer,
     )
     report = run_labels_score(context.spark(settings.spark), sources, settings.mlflow)
@@ -107,13 +108,6 @@ def _score(args: argparse.Namespace, context: Context) -> int:
     for failure in report.tracking_failures:
         context.say(f"  WARNING: {failure}")
     return 0
-
-
-def _default_audit(results: str) -> str | None:
-    from jobs.evaluation.audit import AUDIT_SUFFIX
-    from jobs.tables.delta_io import is_path
-
-    return results.rstrip("/") + AUDIT_SUFFIX if is_path(results) else None
 
 
 # Subcommand name -> handler, merged into jobs.cli's table.

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from jobs.labels.vocabulary import VERDICT_IDS
 from jobs.review.labelling import EXPORT_FORMAT, EXPORT_FORMAT_VERSION
+from jobs.review.vocabulary import VERDICT_IDS
 from udfs.images.sources import SourceError, read_bytes
 
 # A page of 500 rows exports about 150 kB; anything near this is not a label file.

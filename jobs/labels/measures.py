@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from jobs.labels.vocabulary import CORRECT, ERROR_KINDS, HALLUCINATION
+from jobs.review.vocabulary import CORRECT, ERROR_KINDS, HALLUCINATION
 from udfs.evaluation.agreement import Kappa, kappa_of_pairs
 from udfs.evaluation.intervals import RateCI, share_interval
 from udfs.evaluation.separation import FlagAgreement, auroc_interval, flag_agreement

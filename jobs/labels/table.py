@@ -38,7 +38,7 @@ LABEL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("model", "STRING"),
     ("run_fingerprint", "STRING"),
     ("reviewer", "STRING"),
-    # One of jobs.labels.vocabulary.VERDICT_IDS.
+    # One of jobs.review.vocabulary.VERDICT_IDS.
     ("verdict", "STRING"),
     # When the reviewer chose the verdict (the page's clock, UTC).
     ("labelled_at", "TIMESTAMP"),

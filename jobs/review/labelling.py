@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from jobs.labels.vocabulary import VERDICTS
 from jobs.review.html_text import escape as _e
 from jobs.review.rows import ResultKey
+from jobs.review.vocabulary import VERDICTS
 
 # The export's format name and version, checked by ``candid labels import``.
 EXPORT_FORMAT = "candid-labels"

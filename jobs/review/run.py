@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.config import DescribeConfig
-from jobs.describe.start import identify_run
 from jobs.review.labelling import LabelSet
 from jobs.review.page import PromptColumn, review_rows_from_records, write_review_page
 from jobs.tables.delta_io import read_table
+from jobs.tables.identity import identify_run
 from jobs.tables.results import fingerprint_counts, tally, with_fingerprint_column
 from jobs.tracking.prompt_store import resolve_prompt
 from jobs.tracking.runs import RunTracker

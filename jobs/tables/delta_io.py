@@ -171,3 +171,31 @@ def _is_concurrent_modification(err: BaseException) -> bool:
 def sql_str(value: str) -> str:
     """``value`` as the inside of a SQL string literal."""
     return value.replace("'", "''")
+
+
+def comment_literal(text: str) -> str:
+    """``text`` as a Spark SQL string literal for a ``COMMENT`` clause (Spark reads backslash
+    escapes in literals, so quotes are escaped with one)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sql_table_ref(ref: str) -> str:
+    """How SQL names ``ref``: delta.`path` for a path, the name itself for a metastore table."""
+    return f"delta.`{ref}`" if is_path(ref) else ref
+
+
+def comment_columns(spark: SparkSession, ref: str, comments: Mapping[str, str]) -> list[str]:
+    """Give the table's columns the comments declared for them, where they differ (a table an
+    older Candid created gets them on its next run); one metadata commit per changed column,
+    none when all match. Returns the columns changed."""
+    changed = []
+    for column in read_table(spark, ref).schema.fields:
+        wanted = comments.get(column.name)
+        if wanted is None or column.metadata.get("comment") == wanted:
+            continue
+        statement = (f"ALTER TABLE {sql_table_ref(ref)} ALTER COLUMN `{column.name}` "
+                     f"COMMENT {comment_literal(wanted)}")
+        with_concurrency_retries(lambda s=statement: spark.sql(s),
+                                 what=f"comment {ref}.{column.name}")
+        changed.append(column.name)
+    return changed

@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jobs.tables.delta_io import (
+    comment_literal,
     create_table_if_missing,
     delta_table,
     is_path,
     read_table,
+    sql_table_ref,
     table_exists,
 )
 
@@ -41,11 +43,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("candid.layout")
 
 BUCKET = "bucket"
+BUCKET_COMMENT = ("Hash bucket of image_id: the partition column that keeps each MERGE to the "
+                  "files of the buckets a chunk touches.")
 BUCKETS_PROPERTY = "candid.buckets"
 # 1024 partitions: a 12.8 M-row run in 100 k-row chunks gives each chunk 8 whole buckets, and a
 # bucket of one prompt version holds ~12 k rows, a file size Parquet handles well.
 DEFAULT_BUCKETS = 1024
 _ID = "image_id"
+# The audit table of a results table named by a path sits beside it, with this suffix.
+AUDIT_SUFFIX = "_audit"
 
 
 def bucket_column(buckets: int) -> Column:
@@ -142,7 +148,8 @@ def results_layout(spark: SparkSession, table: str) -> ResultsLayout:
 def create_results_table(spark: SparkSession, ref: str, schema_ddl: str) -> None:
     """Create a bucketed results table unless the table exists (in whatever layout)."""
     create_table_if_missing(
-        spark, ref, f"{schema_ddl}, `{BUCKET}` INT", (BUCKET,),
+        spark, ref, f"{schema_ddl}, `{BUCKET}` INT COMMENT {comment_literal(BUCKET_COMMENT)}",
+        (BUCKET,),
         properties={BUCKETS_PROPERTY: str(DEFAULT_BUCKETS)},
     )
 
@@ -153,7 +160,7 @@ def relayout_results(spark: SparkSession, table: str, buckets: int = DEFAULT_BUC
     run writes to the table. Returns False when the table was bucketed already."""
     if not table_exists(spark, table) or results_layout(spark, table).buckets is not None:
         return False
-    target = f"delta.`{table}`" if is_path(table) else table
+    target = sql_table_ref(table)
     # The property first: until the rewrite commits, a table without the partition is still
     # read as unbucketed, so a crash in between leaves a working table.
     spark.sql(f"ALTER TABLE {target} SET TBLPROPERTIES ('{BUCKETS_PROPERTY}' = '{buckets}')")
@@ -168,3 +175,9 @@ def relayout_results(spark: SparkSession, table: str, buckets: int = DEFAULT_BUC
         writer.saveAsTable(table)
     log.warning("rewrote %s into %d buckets", table, buckets)
     return True
+
+
+def audit_table_beside(results_table: str) -> str | None:
+    """``<results>_audit``, the audit table's default place beside a results table named by a
+    path; None for a metastore name (the user names the audit table then)."""
+    return results_table.rstrip("/") + AUDIT_SUFFIX if is_path(results_table) else None

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobs.tables.delta_io import read_table, table_exists
+from jobs.tables.delta_io import comment_literal, read_table, table_exists
+from jobs.tables.layout import BUCKET, BUCKET_COMMENT
 from udfs.outputs.tally import Tally
 from udfs.runner.describe import RESULT_COLUMNS
 
@@ -22,8 +23,18 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 RESULT_KEYS = ("image_id", "prompt_name", "prompt_version", "model")
+# Every results column with the comment Delta stores for it: the runner's columns
+# (udfs.runner.describe.RESULT_COLUMNS) and the commit time the job adds.
+RESULT_COLUMN_COMMENTS: dict[str, str] = {
+    **{name: comment for name, _, comment in RESULT_COLUMNS},
+    "written_at": "When the row was committed; of two rows with one key, the later one wins.",
+    "structured": "JSON prompts: structured_json parsed into typed fields; null otherwise.",
+    BUCKET: BUCKET_COMMENT,
+}
 RESULTS_SCHEMA_DDL = ", ".join(
-    [f"`{n}` {t}" for n, t in RESULT_COLUMNS] + ["`written_at` TIMESTAMP"]
+    [f"`{n}` {t} COMMENT {comment_literal(RESULT_COLUMN_COMMENTS[n])}"
+     for n, t, _ in RESULT_COLUMNS]
+    + [f"`written_at` TIMESTAMP COMMENT {comment_literal(RESULT_COLUMN_COMMENTS['written_at'])}"]
 )
 FINGERPRINT = "run_fingerprint"
 

@@ -118,6 +118,9 @@ def test_a_task_failing_after_its_first_batch_is_retried_without_duplicates(spar
         spark, tmp_path, 12, seed=22, batch_size=2, partitions=2,
         engine_factory="tests.resilience_fakes:make_fails_task_once_engine",
         engine__model=engine_model(markers=markers),
+        # The fake is fed batch-wise, max_num_seqs requests per generate call: 2 per call makes
+        # each task's engine call generate three times, so it dies after its first batch.
+        engine__vllm__max_num_seqs=2,
     )
     done = run_candid(["describe", "--config", str(config_file), "--set", "spark.master=local[2,3]"])
     assert done.returncode == 0, failure_report(done.stdout, done.stderr)

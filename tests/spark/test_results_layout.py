@@ -100,3 +100,50 @@ def test_a_table_from_before_buckets_keeps_working_and_can_be_rewritten(spark, t
     expected = spark.createDataFrame([(i,) for i in rows], "image_id STRING").selectExpr(
         "image_id", f"pmod(xxhash64(image_id), {DEFAULT_BUCKETS}) AS b").collect()
     assert {r.image_id: r.b for r in expected} == {i: b for i, (_, b) in rows.items()}
+
+
+def _column_comments(spark, table: str) -> dict[str, str | None]:
+    return {f.name: f.metadata.get("comment") for f in read_table(spark, table).schema.fields}
+
+
+def test_every_results_column_explains_itself_in_describe_table(spark, tmp_path):
+    table = str(tmp_path / "results")
+    staging_io.ensure_tables(spark, table)
+    described = {r.col_name: r.comment
+                 for r in spark.sql(f"DESCRIBE TABLE delta.`{table}`").collect()}
+    assert described["image_id"] == (
+        "Stable id of the image (from the input table's key column or the path).")
+    assert described["latency_ms"].startswith(
+        "Milliseconds from submitting the request to the engine until it finished")
+    assert described["bucket"].startswith("Hash bucket of image_id")
+    comments = _column_comments(spark, table)
+    assert len(comments) == 37 and all(comments.values()), comments
+    # A second run finds the comments in place and commits nothing.
+    version = latest_version(spark, table)
+    staging_io.ensure_tables(spark, table)
+    assert latest_version(spark, table) == version
+
+
+def test_a_table_from_before_column_comments_gets_them_and_keeps_its_rows(spark, tmp_path):
+    table = str(tmp_path / "results")
+    old_ddl = ", ".join(part.split(" COMMENT ")[0] for part in _plain_columns())
+    create_table_if_missing(spark, table, old_ddl + ", `bucket` INT", ("bucket",))
+    from pyspark.sql import functions as F
+    rows = _results(spark, ["a", "b"], "2026-01-01T00:00:00").withColumn("bucket", F.lit(0))
+    rows.write.format("delta").mode("append").save(table)
+    assert not any(_column_comments(spark, table).values())
+
+    staging_io.ensure_tables(spark, table)
+    comments = _column_comments(spark, table)
+    assert comments["status"] == (
+        "ok, or why the row has no description (decode_error, engine_error, ...).")
+    assert all(comments.values()), comments
+    assert sorted(r.image_id for r in read_table(spark, table).collect()) == ["a", "b"]
+
+
+def _plain_columns() -> list[str]:
+    """The results columns as ``name TYPE`` (no comments), split from the schema's DDL."""
+    from pyspark.sql.types import StructType
+
+    return [f"`{f.name}` {f.dataType.simpleString()}"
+            for f in StructType.fromDDL(RESULTS_SCHEMA_DDL).fields]

@@ -9,7 +9,7 @@ import yaml
 
 from jobs.config import DescribeConfig, load_config
 from jobs.describe.explain import explain, explain_text
-from jobs.describe.start import identify_run
+from jobs.tables.identity import identify_run
 from udfs.prompts import find_prompt
 
 REPO = Path(__file__).resolve().parents[2]

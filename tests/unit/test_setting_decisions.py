@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from jobs.config import DescribeConfig, IngestConfig, load_config
-from jobs.describe.start import identify_run
+from jobs.tables.identity import identify_run
 from udfs.fingerprint import covered_settings, fingerprint_inputs
 from udfs.prompts import find_prompt
 from udfs.settings import SamplingOverrides, SamplingSettings, changes_output

@@ -10,7 +10,7 @@ import pytest
 
 from jobs.config import ConfigError, DescribeConfig, load_config
 from jobs.config_loader import config_data
-from jobs.describe.start import identify_run
+from jobs.tables.identity import identify_run
 from udfs.prompts import find_prompt
 from udfs.settings import EngineSettings, SamplingOverrides, SamplingSettings
 

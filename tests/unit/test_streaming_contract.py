@@ -254,9 +254,12 @@ def test_rows_carry_their_queue_wait_and_token_logprobs(tmp_path):
     assert (out["mean_logprob"] == -1.0).all() and (out["min_logprob"] == -2.25).all()
     waits, latencies = out["queue_wait_ms"], out["latency_ms"]
     assert ((waits >= 0) & (waits <= latencies)).all()
-    # Six requests (capacity 4 + headroom 2) are submitted before the first step; the fifth and
-    # sixth are scheduled in a later step, at least one step's sleep (10 ms) after submit.
-    assert (waits.iloc[4:6] >= 10.0).all(), list(waits)
+    # Each row's wait is the one the scheduler saw, from add to first step (order-free: the
+    # feeder's pace decides which rows queue), within the time between stamp and add.
+    seen = sorted(w for engine in builds.built for w, _ in engine.waits)
+    assert list(sorted(waits)) == pytest.approx(seen, abs=5.0)
+    # A request added behind a full engine waits at least one step's sleep (10 ms).
+    assert all(w >= 10.0 for engine in builds.built for w, queued in engine.waits if queued)
 
 
 def test_live_engine_figures_add_up_across_a_rebuild(tmp_path):

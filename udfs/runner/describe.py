@@ -29,65 +29,97 @@ INPUT_COLUMNS = ("image_id", "path")
 # Optional input column: which attempt this is for the row (the job counts earlier failures).
 ATTEMPTS_COLUMN = "attempts"
 
-# Result columns and their Spark SQL types. Kept as strings so this module never imports Spark;
-# the job turns them into the mapInPandas schema and the Delta table schema.
-RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("image_id", "STRING"),
-    ("path", "STRING"),
-    ("prompt_name", "STRING"),
-    ("prompt_version", "STRING"),
-    ("prompt_hash", "STRING"),
-    ("model", "STRING"),
-    ("engine", "STRING"),
-    ("status", "STRING"),
-    ("status_message", "STRING"),
-    ("description", "STRING"),
-    ("finish_reason", "STRING"),
-    ("prompt_tokens", "INT"),
-    ("completion_tokens", "INT"),
-    # Prompt tokens the engine served from its prefix cache (vLLM); None when it cannot say.
-    ("cached_prompt_tokens", "INT"),
-    # Milliseconds from submitting the request to the engine until it finished: queue wait,
-    # prefill and decoding, while the engine serves other requests too; null if not ok.
-    ("latency_ms", "DOUBLE"),
-    # Milliseconds from submit until the engine first scheduled the request (vLLM: the step
-    # that first ran it; batch-wise engines: when its turn in a generate call began); part of
-    # latency_ms; null if not ok or the engine cannot say.
-    ("queue_wait_ms", "DOUBLE"),
-    # Mean and minimum natural-log probability of the generated tokens, as the model scored
-    # them (before sampling penalties or a JSON grammar): a confidence signal, not a truth;
-    # null if not ok or no token was generated.
-    ("mean_logprob", "DOUBLE"),
-    ("min_logprob", "DOUBLE"),
-    ("guardrail_flags", "ARRAY<STRING>"),
-    # JSON-mode prompts: the validated output, one key per schema property
-    # (udfs.outputs.structured); the job turns it into a typed `structured` struct column.
-    ("structured_json", "STRING"),
-    ("content_sha256", "STRING"),
-    ("file_bytes", "BIGINT"),
-    ("image_format", "STRING"),
-    ("orig_width", "INT"),
-    ("orig_height", "INT"),
-    ("frames", "INT"),
-    ("sharpness", "DOUBLE"),
-    ("input_width", "INT"),
-    ("input_height", "INT"),
-    ("visual_tokens", "INT"),
-    ("low_visibility", "BOOLEAN"),
-    ("attempts", "INT"),
-    # image_id whose result was copied to this row (identical bytes, see jobs/describe/dedup.py).
-    ("reused_from", "STRING"),
-    ("run_id", "STRING"),
-    # What produced the row (prompt, sampling, model and revision, pixel bounds): udfs.fingerprint.
-    ("run_fingerprint", "STRING"),
+# The result columns, declared once: name, Spark SQL type, and the comment Delta stores with the
+# column (a consumer's DESCRIBE TABLE explains it). Types are strings so that this module never
+# imports Spark; the job turns them into the mapInPandas schema and the Delta table schema.
+RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("image_id", "STRING",
+     "Stable id of the image (from the input table's key column or the path)."),
+    ("path", "STRING",
+     "Where the image was read from."),
+    ("prompt_name", "STRING",
+     "Prompt family (conf/prompts/<name>_<version>.yaml)."),
+    ("prompt_version", "STRING",
+     "Prompt version; with prompt_name, model and image_id the row's key."),
+    ("prompt_hash", "STRING",
+     "Hash of the rendered prompt text and its output schema."),
+    ("model", "STRING",
+     "Model id the row was described with (recorded id, not a local path)."),
+    ("engine", "STRING",
+     "Engine backend and version that produced the text (e.g. vllm 0.32.0)."),
+    ("status", "STRING",
+     "ok, or why the row has no description (decode_error, engine_error, ...)."),
+    ("status_message", "STRING",
+     "Human-readable detail of a non-ok status; null when ok."),
+    ("description", "STRING",
+     "The model's text (for JSON prompts, the raw JSON); null if not ok."),
+    ("finish_reason", "STRING",
+     "Why generation stopped: stop, length (truncated), ..."),
+    ("prompt_tokens", "INT",
+     "Tokens in the prompt, image tokens included."),
+    ("completion_tokens", "INT",
+     "Tokens generated."),
+    ("cached_prompt_tokens", "INT",
+     "Prompt tokens served from the engine's prefix cache; null when the engine cannot say."),
+    ("latency_ms", "DOUBLE",
+     "Milliseconds from submitting the request to the engine until it finished: queue wait, "
+     "prefill and decoding, while the engine serves other requests too; null if not ok."),
+    ("queue_wait_ms", "DOUBLE",
+     "Milliseconds from submit until the engine first scheduled the request (vLLM: the step "
+     "that first ran it; batch-wise engines: when its generate call began); part of "
+     "latency_ms; null if not ok or unknown."),
+    ("mean_logprob", "DOUBLE",
+     "Mean natural-log probability of the generated tokens as the model scored them (before "
+     "sampling penalties or a JSON grammar): a confidence signal, not a truth; null if not "
+     "ok."),
+    ("min_logprob", "DOUBLE",
+     "Lowest natural-log probability among the generated tokens; null if not ok."),
+    ("guardrail_flags", "ARRAY<STRING>",
+     "Guardrail checks the text failed (udfs.outputs.guardrails); empty when none."),
+    ("structured_json", "STRING",
+     "JSON prompts: the validated output, one key per schema property (also typed in the "
+     "structured column); null otherwise."),
+    ("content_sha256", "STRING",
+     "SHA-256 of the image file's bytes (identical files share one description)."),
+    ("file_bytes", "BIGINT",
+     "Size of the image file in bytes."),
+    ("image_format", "STRING",
+     "Decoded image format (JPEG, PNG, ...)."),
+    ("orig_width", "INT",
+     "Width of the image as stored, in pixels."),
+    ("orig_height", "INT",
+     "Height of the image as stored, in pixels."),
+    ("frames", "INT",
+     "Frames in the file (an animated image is described from its first)."),
+    ("sharpness", "DOUBLE",
+     "Variance of the Laplacian of the grey image: low means blurry."),
+    ("input_width", "INT",
+     "Width the model saw after resizing, in pixels."),
+    ("input_height", "INT",
+     "Height the model saw after resizing, in pixels."),
+    ("visual_tokens", "INT",
+     "Image tokens the model received."),
+    ("low_visibility", "BOOLEAN",
+     "True when the image is too small or blurry for details to be trusted."),
+    ("attempts", "INT",
+     "How many times this row has been described (retries included)."),
+    ("reused_from", "STRING",
+     "image_id whose result was copied to this row (identical bytes, "
+     "jobs/describe/dedup.py); null otherwise."),
+    ("run_id", "STRING",
+     "MLflow run id of the describe run that wrote the row."),
+    ("run_fingerprint", "STRING",
+     "Hash of what produced the row: prompt, sampling, model and revision, image bounds "
+     "(udfs.fingerprint; candid describe --explain shows its inputs)."),
 )
-RESULT_COLUMN_NAMES = tuple(name for name, _ in RESULT_COLUMNS)
-_INT_COLUMNS = tuple(name for name, kind in RESULT_COLUMNS if kind in ("INT", "BIGINT"))
+RESULT_COLUMN_NAMES = tuple(name for name, _, _ in RESULT_COLUMNS)
+_INT_COLUMNS = tuple(
+    name for name, kind, _ in RESULT_COLUMNS if kind in ("INT", "BIGINT"))
 
 
 def result_schema_ddl() -> str:
     """The result columns as a Spark DDL string, e.g. for ``mapInPandas(schema=...)``."""
-    return ", ".join(f"`{name}` {kind}" for name, kind in RESULT_COLUMNS)
+    return ", ".join(f"`{name}` {kind}" for name, kind, _ in RESULT_COLUMNS)
 
 
 class DescribeTask(RunnerTask):
