@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.describe.start import local_model_revision, with_known_revision
+from jobs.tables.identity import local_model_revision, with_known_revision
 from udfs.settings import EngineSettings
 
 MIB = 1 << 20
