@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests.mlflow_store import fresh_store, remove_template
 from udfs.engines.vllm_env import prepare_process_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +29,10 @@ _FOLDER_MARKERS = {"spark": "spark", "e2e": "e2e"}
 _FIXTURE_MARKERS = {"spark": "spark", "vllm_engine": "engine", "hf_engine": "engine"}
 
 
+def pytest_sessionfinish(session, exitstatus):
+    remove_template()
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         folder = Path(str(item.fspath)).parent.name
@@ -40,6 +45,23 @@ def pytest_collection_modifyitems(config, items):
             )
         for marker in wanted - {m.name for m in item.iter_markers()}:
             item.add_marker(marker)
+    _warm_engine_modules_first(items)
+
+
+def _warm_engine_modules_first(items) -> None:
+    """Unit tests first; then the modules that run the real engine inside the Spark session,
+    back to back, so the engine each Spark worker caches (udfs.engines.cache) is built once and
+    not dropped by Spark's idle-worker timeout (about a minute) between them; then the rest.
+    Whole modules move, in their collected order, so module fixtures are set up once."""
+    warm = {item.module.__name__ for item in items
+            if item.get_closest_marker("spark") and item.get_closest_marker("engine")}
+
+    def rank(item) -> int:
+        if Path(str(item.fspath)).parent.name == "unit":
+            return 0
+        return 1 if item.module.__name__ in warm else 2
+
+    items.sort(key=rank)  # stable: the collected order within each rank
 
 
 @pytest.fixture(scope="session")
@@ -117,7 +139,10 @@ def describe_config(tmp: Path, model_dir: Path | str, **overrides):
             "experiment": "candid-tests",
         },
     }
-    return load_config(DescribeConfig, base, **overrides)
+    config = load_config(DescribeConfig, base, **overrides)
+    if config.mlflow.enabled and config.mlflow.tracking_uri == base["mlflow"]["tracking_uri"]:
+        fresh_store(tmp)  # a migrated store, copied (tests.mlflow_store)
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -108,6 +108,25 @@ def make_chatty_engine(settings: EngineSettings, image_settings: ImageSettings) 
     return ChattyEngine(settings, image_settings)
 
 
+class EchoPromptEngine(FakeEngine):
+    """Answers with the first line of the prompt's instructions and the image size: what the
+    job passed the engine, as the engine received it."""
+
+    def generate(self, images, prompt, sampling):
+        self.prompt_line = prompt.instructions.splitlines()[0]
+        return super().generate(images, prompt, sampling)
+
+    def _describe(self, image) -> Generation:
+        return Generation(
+            text=f"{self.prompt_line} ({image.width}x{image.height})",
+            token_ids=(1, 2, 3), finish_reason="stop", prompt_tokens=7,
+        )
+
+
+def make_echo_prompt_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
+    return EchoPromptEngine(settings, image_settings)
+
+
 # --- streaming fakes: an engine with its own continuous-batching loop, like vLLM -------------
 
 # Images whose top-left pixel has this colour are refused when submitted (like a request vLLM's

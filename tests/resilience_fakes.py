@@ -11,6 +11,7 @@ failed task in a fresh Python worker, so nothing in memory survives.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import yaml
 
 from jobs.config_loader import config_data
 from tests.fakes import FakeEngine
+from tests.mlflow_store import fresh_store
 from udfs.engines.base import Engine, EngineDeadError, Generation
 from udfs.settings import EngineSettings, ImageSettings
 
@@ -58,7 +60,9 @@ class ScriptedEngine(FakeEngine):
     """A ``FakeEngine`` whose generate calls can be slowed down (``sleep`` seconds per call) and
     whose first call is held at a cross-process barrier (``barrier`` folder, ``parties`` runs,
     ``name`` of this run) so that concurrent jobs reach their engine phase, and so their
-    commits, at the same time. A party that never comes costs the others one timeout, once."""
+    commits, at the same time. A party that never comes costs the others one timeout, once.
+    With ``hold_after_merge`` (a table path) and ``release`` (a file), calls after the table's
+    first MERGE wait for the release."""
 
     def __init__(self, settings: EngineSettings, image_settings: ImageSettings):
         super().__init__(settings, image_settings)
@@ -69,8 +73,18 @@ class ScriptedEngine(FakeEngine):
         self.calls += 1
         if "barrier" in self.params and self.calls == 1:  # only the first: a missing party
             self._wait_at_barrier(Path(self.params["barrier"]))
+        if "hold_after_merge" in self.params:
+            self._hold_after_merge(Path(self.params["hold_after_merge"]))
         time.sleep(float(self.params.get("sleep", 0)))
         return super().generate(images, prompt, sampling)
+
+    def _hold_after_merge(self, table: Path) -> None:
+        """Once ``table`` has a MERGE commit, wait until the ``release`` file exists: a run
+        held here has committed a chunk and cannot finish, whatever the machine's speed."""
+        release = Path(self.params["release"])
+        deadline = time.monotonic() + BARRIER_TIMEOUT_S
+        while merge_committed(table) and not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def _wait_at_barrier(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -79,6 +93,18 @@ class ScriptedEngine(FakeEngine):
         deadline = time.monotonic() + BARRIER_TIMEOUT_S
         while len(list(folder.iterdir())) < parties and time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+def merge_committed(table: Path) -> bool:
+    """Whether the Delta table at ``table`` has a committed MERGE (read from its log files)."""
+    for commit in sorted((table / "_delta_log").glob("*.json")):
+        try:
+            actions = [json.loads(line) for line in commit.read_text().splitlines() if line]
+        except (OSError, ValueError):
+            continue  # not fully visible yet
+        if any(a.get("commitInfo", {}).get("operation") == "MERGE" for a in actions):
+            return True
+    return False
 
 
 class FailsTaskOnceEngine(ScriptedEngine):
@@ -149,6 +175,9 @@ def write_job_config(tmp: Path, name: str = "job.yaml", **overrides: Any) -> Pat
     }
     path = tmp / name
     merged = config_data(data, **overrides)  # as load_config merges, before validation
+    tracking = merged["mlflow"]
+    if tracking.get("enabled") and tracking["tracking_uri"] == data["mlflow"]["tracking_uri"]:
+        fresh_store(tmp)  # a migrated store, copied (tests.mlflow_store)
     path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
     Path(str(path) + ENGINE_SIDECAR_SUFFIX).write_text(engine, encoding="utf-8")
     return path

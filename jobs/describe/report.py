@@ -62,7 +62,8 @@ def log_run(spark: SparkSession, run: DescribeRun) -> None:
         **{f"flag_rate.{k}": v for k, v in summary.tally.flag_rates().items()},
         **engine_metrics(summary.engine),
     })
-    tracker.log_text(yaml.safe_dump(prompt.model_dump(mode="json"), sort_keys=False),
+    tracker.log_text(yaml.safe_dump(prompt.model_dump(mode="json"), sort_keys=False,
+                                    allow_unicode=True),  # non-ASCII text as written
                      f"prompt/{prompt.name}_{prompt.version}.yaml")
     tracker.log_text(prompt.user_text(), f"prompt/{prompt.name}_{prompt.version}_user.txt")
     inputs = fingerprint_inputs(prompt, task.sampling, task.engine, task.images)

@@ -18,6 +18,9 @@ When:
 The input table usually belongs to someone else who appends to it meanwhile; a MERGE that
 meets their commit fails with a Delta conflict and is retried (``with_concurrency_retries``).
 A chunk's write-back that loses every retry is left to the end-of-run pass, which raises.
+
+An append-only input table (``delta.appendOnly=true``) refuses every update: its write-back is
+skipped with a message, and the descriptions stay in the results table.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("candid.write_back")
 
 DELETION_VECTORS = "delta.enableDeletionVectors"
+APPEND_ONLY = "delta.appendOnly"
 
 
 def description_column(run: DescribeRun) -> str:
@@ -50,7 +54,9 @@ def write_back_chunk(spark: SparkSession, run: DescribeRun, chunk: Chunk) -> Non
     every chunk); a write-back that loses to other writers is left to the end of the run."""
     from pyspark.sql import functions as F
 
-    if not run.config.source_column.enabled or not _every_chunk(spark, run):
+    if not run.config.source_column.enabled or _append_only(spark, run):
+        return  # an append-only table is reported once, by the end-of-run pass
+    if not _every_chunk(spark, run):
         return
     rows = _current_ok(spark, run)
     if results_layout(spark, run.scope.table).buckets is not None:
@@ -70,6 +76,13 @@ def write_back(spark: SparkSession, run: DescribeRun, reporter: Reporter) -> Non
     if not run.config.source_column.enabled:
         return
     column, table = description_column(run), run.config.input_table
+    if _append_only(spark, run):
+        message = (f"[describe] {column} not written onto {table}: the table is append-only "
+                   f"({APPEND_ONLY}=true); the descriptions are in {run.scope.table}. Unset "
+                   "source_column.enabled to silence this, or lift the property to write back")
+        log.warning(message)
+        reporter.phase(message)
+        return
     if _every_chunk(spark, run):
         # Each chunk was written back after its commit; this pass catches what a chunk's
         # write-back lost to other writers, and commits nothing when there is none.
@@ -128,5 +141,14 @@ def _every_chunk(spark: SparkSession, run: DescribeRun) -> bool:
     setting = run.config.source_column.every_chunk
     if setting != "auto":
         return setting == "always"
-    properties = delta_table(spark, run.config.input_table).detail().first()["properties"] or {}
-    return str(properties.get(DELETION_VECTORS, "false")).lower() == "true"
+    return _table_flag(spark, run.config.input_table, DELETION_VECTORS)
+
+
+def _append_only(spark: SparkSession, run: DescribeRun) -> bool:
+    return _table_flag(spark, run.config.input_table, APPEND_ONLY)
+
+
+def _table_flag(spark: SparkSession, table: str, name: str) -> bool:
+    """A boolean Delta table property (false when unset)."""
+    properties = delta_table(spark, table).detail().first()["properties"] or {}
+    return str(properties.get(name, "false")).lower() == "true"

@@ -1,7 +1,14 @@
 """Several describe runs at once on one results table (real Spark drivers in subprocesses, real
 Delta, a fake engine): Delta's optimistic concurrency plus ``jobs.tables.results``' retries must keep
-exactly one row per (image, prompt version, model), and at least one conflict must really have
-been retried."""
+exactly one row per (image, prompt version, model) and lose no run's rows, whether or not the
+runs happened to collide this time.
+
+That a conflict is really retried is proven deterministically elsewhere, each with a conflicting
+commit forced between a writer's read and its commit on a real Delta table:
+``tests/spark/test_resilience.py::test_a_real_delta_write_conflict_is_retried`` (a MERGE),
+``::test_a_table_another_run_is_still_creating_is_waited_for`` (two creators) and
+``tests/spark/test_write_back.py::test_an_owner_appending_during_the_write_back_does_not_fail_the_run``
+(the write-back)."""
 
 from __future__ import annotations
 
@@ -26,17 +33,16 @@ from tests.resilience_fakes import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 IMAGES = 12
-# The same prompt version twice: both runs describe the same keys and MERGE them into the
-# same table, and both add the same column to the input table. (Runs of different versions
-# touch disjoint keys; their conflicts are the same Delta exceptions, retried the same way, and
-# tests/spark/test_resilience.py provokes one directly.)
-RUNS = {"a": "v2", "b": "v2"}
+# Two runs of the same prompt version describe the same keys and MERGE them into the same
+# table, and both add the same column to the input table; a run of another version writes
+# other keys into the same buckets (the same files) and adds another column at the same time.
+RUNS = {"a": "v2", "b": "v2", "c": "v1"}
 CONFLICT_GAVE_UP = "another writer changed the table"
 
 
 # The runs themselves are killed after 420 s (with their logs in the failure message).
 @pytest.mark.timeout(540)
-def test_concurrent_runs_leave_exactly_one_row_per_key(spark, tmp_path):
+def test_concurrent_runs_of_one_and_of_two_versions_keep_every_row_once(spark, tmp_path):
     make_sample_images(tmp_path / "img", count=IMAGES, seed=31)
     barrier = tmp_path / "barrier"
     configs = {
@@ -46,8 +52,8 @@ def test_concurrent_runs_leave_exactly_one_row_per_key(spark, tmp_path):
             # Each run's engines wait until every run has reached its engine, so the runs'
             # chunks (and their MERGEs) overlap; model_id keeps the keys equal across runs.
             engine__model=engine_model(barrier=barrier, parties=len(RUNS), name=name, sleep=0.2),
-            # Each run also writes its version's column back: both evolve the input table's
-            # schema (adding description_v2) at the same time.
+            # Each run also writes its version's column back: all evolve the input table's
+            # schema (adding description_v1 and description_v2) at the same time.
             source_column__enabled=True,
         )
         for name, version in RUNS.items()
@@ -65,12 +71,10 @@ def test_concurrent_runs_leave_exactly_one_row_per_key(spark, tmp_path):
     logs = {name: path.read_text() + command_log(path.read_text()) for name, path in log_paths.items()}
 
     assert {p.name for p in barrier.iterdir()} == set(RUNS)  # every run reached its engine
+    # Whether the runs collided depends on timing: reported, not asserted (see the docstring).
     retried = sum(len(re.findall(r"concurrent write conflict, retry", log)) for log in logs.values())
     outcome = {name: proc.returncode for name, proc in procs.items()}
     print(f"exit codes {outcome}; conflict retries across the runs: {retried}")
-    # The runs did collide (on creating the results table, on a MERGE, or on the write-back)
-    # and a retry resolved it: without one this test would prove nothing about conflicts.
-    assert retried >= 1, {name: log[-3000:] for name, log in logs.items()}
     for name, proc in procs.items():
         if proc.returncode != 0:
             # Allowed only as a clear conflict report after all retries; a rerun finishes it.
@@ -82,8 +86,14 @@ def test_concurrent_runs_leave_exactly_one_row_per_key(spark, tmp_path):
     results = read_table(spark, config.results_table)
     assert results.count() == results.select(*RESULT_KEYS).distinct().count()
     per_version = {r["prompt_version"]: r["count"] for r in results.groupBy("prompt_version").count().collect()}
-    assert per_version == {"v2": IMAGES}
-    assert {r.status for r in results.collect()} == {"ok"}
+    assert per_version == {"v1": IMAGES, "v2": IMAGES}
+    rows = results.collect()
+    assert {r.status for r in rows} == {"ok"}
+    # No run's rows lost: every input image has its row under each version.
+    images = {r.image_id for r in read_table(spark, config.input_table).collect()}
+    assert len(images) == IMAGES
+    for version in ("v1", "v2"):
+        assert {r.image_id for r in rows if r.prompt_version == version} == images
     written_back = read_table(spark, config.input_table)
     for version in set(RUNS.values()):
         assert written_back.where(f"description_{version} IS NULL").count() == 0

@@ -3,7 +3,6 @@ results stay exactly-once (real Spark, real Delta, the CLI in subprocesses, fake
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from jobs.tables.results import RESULT_KEYS
 from tests.command_logs import command_log, failure_report
 from tests.resilience_fakes import (
     engine_model,
+    merge_committed,
     run_candid,
     session_processes,
     start_candid,
@@ -39,20 +39,9 @@ def _prepare(spark, tmp_path: Path, count: int, seed: int, **overrides) -> tuple
     return config_file, config
 
 
-def _merge_committed(table: Path) -> bool:
-    for commit in sorted((table / "_delta_log").glob("*.json")):
-        try:
-            actions = [json.loads(line) for line in commit.read_text().splitlines() if line]
-        except (OSError, ValueError):
-            continue  # not fully visible yet
-        if any(a.get("commitInfo", {}).get("operation") == "MERGE" for a in actions):
-            return True
-    return False
-
-
 def _kill_after_first_merge(proc: subprocess.Popen, table: Path, log: Path) -> None:
     deadline = time.monotonic() + 400
-    while not _merge_committed(table):
+    while not merge_committed(table):
         if proc.poll() is not None:
             pytest.fail(f"describe ended (rc {proc.returncode}) before a MERGE:\n"
                         + log.read_text()[-3000:])
@@ -70,9 +59,12 @@ def _stragglers(session_id: int, wait_s: float = 15.0) -> list[tuple[int, str, s
 
 
 def test_killed_run_resumes_without_recomputing_committed_chunks(spark, tmp_path):
+    release = tmp_path / "release"
     config_file, config = _prepare(
         spark, tmp_path, IMAGES, seed=21, chunk_size=6, batch_size=2,
-        engine__model=engine_model(sleep=0.5),
+        # After the first chunk's MERGE the engine waits (for the release, which comes only
+        # after the kill): the kill lands between the first and the last chunk by design.
+        engine__model=engine_model(hold_after_merge=tmp_path / "results", release=release),
     )
     args = ["describe", "--config", str(config_file)]
     log = tmp_path / "killed.log"
@@ -94,6 +86,7 @@ def test_killed_run_resumes_without_recomputing_committed_chunks(spark, tmp_path
     killed_run_ids = {run_id for run_id, _ in before.values()}
     assert len(killed_run_ids) == 1
 
+    release.touch()  # the rerun's engines run freely (the same config: the same fingerprint)
     rerun = run_candid(args)
     assert rerun.returncode == 0, failure_report(rerun.stdout, rerun.stderr)
     processed = int(re.search(r"processed now (\d+)", rerun.stdout).group(1))

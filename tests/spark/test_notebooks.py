@@ -15,7 +15,7 @@ from jobs.tables.delta_io import read_table
 from jobs.tables.ingest import run_ingest
 from tests.conftest import describe_config
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.engine]  # the real engine, in the session
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 

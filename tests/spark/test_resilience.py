@@ -4,6 +4,7 @@ and credentials kept out of everything a run leaves behind."""
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
@@ -182,24 +183,51 @@ def test_a_real_delta_write_conflict_is_retried(spark, tmp_path, caplog, monkeyp
                     ("2", "fake/protocol")]
 
 
+class _LoggedEvent(logging.Handler):
+    """A ``threading.Event`` set when a log record containing ``text`` is emitted: orders a
+    helper thread after a step of the code under test, without guessing how long it takes."""
+
+    def __init__(self, text: str):
+        super().__init__(level=logging.WARNING)
+        self.text = text
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+    def set(self) -> None:
+        self.event.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self.event.wait(timeout)
+
+
 def test_a_table_another_run_is_still_creating_is_waited_for(spark, tmp_path, caplog):
     """Between a creator's mkdir of ``_delta_log/`` and its first commit, Delta answers
     DELTA_TABLE_NOT_FOUND to a second creator (two runs starting at once on a new results
     table). ``ensure_tables`` must wait for the winner instead of failing."""
     table = tmp_path / "results"
     (table / "_delta_log").mkdir(parents=True)  # the winner's state just before its commit
+    first_retry = _LoggedEvent("concurrent write conflict, retry 1")
 
     def winner_commits() -> None:
-        # Late enough that our first attempt surely meets the empty folder.
-        time.sleep(4.0)
-        (table / "_delta_log").rmdir()
-        staging_io.ensure_tables(spark.newSession(), str(table))
+        # Only once our first attempt has met the empty folder (and is waiting to retry).
+        if first_retry.wait(timeout=120):
+            (table / "_delta_log").rmdir()
+            staging_io.ensure_tables(spark.newSession(), str(table))
 
     winner = threading.Thread(target=winner_commits)
+    delta_log = logging.getLogger("candid.delta")
+    delta_log.addHandler(first_retry)
     winner.start()
-    with caplog.at_level("WARNING", logger="candid.delta"):
-        staging = staging_io.ensure_tables(spark, str(table), attempts=8, base_delay_s=0.25)
-    winner.join()
+    try:
+        with caplog.at_level("WARNING", logger="candid.delta"):
+            staging = staging_io.ensure_tables(spark, str(table), attempts=8, base_delay_s=0.25)
+    finally:
+        first_retry.set()  # a failed first attempt must not leave the winner waiting
+        delta_log.removeHandler(first_retry)
+        winner.join()
     assert f"create {table}: concurrent write conflict, retry 1" in caplog.text
     # The results table adds its partition column (bucket), the staging table its chunk.
     assert read_table(spark, str(table)).columns[:-1] == read_table(spark, staging).columns[:-1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from tests.fakes import FakeEngine, make_chatty_engine, make_fake_engine
+from tests.fakes import FakeEngine, make_chatty_engine, make_fake_engine, make_poison_engine
 from udfs.engines import cache
 from udfs.prompts import find_prompt
 from udfs.runner.describe import DescribeTask
@@ -55,6 +55,23 @@ def test_each_factory_is_its_own_cache_entry_and_one_model_is_held_at_a_time():
     chatty = cache.get_engine(settings, images, make_chatty_engine)
     assert chatty is not fake and fake.closed  # one model in memory at a time
     assert cache.builds(settings, images, make_chatty_engine) == 1
+    cache.shutdown_all()
+
+
+def test_an_injected_fake_never_evicts_the_registrys_engine(monkeypatch):
+    """The registry's engine (a real model) and the injected factories' engine (fakes) have a
+    slot of one each: a test fake between two real-engine runs leaves the real one warm."""
+    cache.shutdown_all()
+    monkeypatch.setattr(cache, "create_engine", make_fake_engine)  # stands in for the registry
+    settings, images = EngineSettings(model="slots"), ImageSettings()
+    real = cache.get_engine(settings, images)
+    chatty = cache.get_engine(settings, images, make_chatty_engine)
+    assert not real.closed and cache.get_engine(settings, images) is real
+    poison = cache.get_engine(settings, images, make_poison_engine)
+    assert chatty.closed and not poison.closed  # the injected slot holds one too
+    other = cache.get_engine(EngineSettings(model="slots-2"), images)
+    assert real.closed and not other.closed and not poison.closed  # one real model at a time
+    assert cache.builds(settings, images) == 1
     cache.shutdown_all()
 
 

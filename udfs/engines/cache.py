@@ -8,8 +8,10 @@ Caveats (the same ones ``pyspark.ml.functions.predict_batch_udf`` documents):
   fresh worker and a fresh engine.
 - Spark kills Python workers that are idle for about a minute after an action ends; the next
   action builds the engine again. Plan long jobs as few large actions.
-- Only one engine is kept: asking for another configuration shuts the current one down first,
-  so a worker never holds two models in (GPU) memory.
+- Only one engine of the registry's (``udfs.engines.registry``: the real models) is kept:
+  asking for another configuration shuts the current one down first, so a worker never holds
+  two models in (GPU) memory. Engines from an injected factory (``make_engine``: test fakes)
+  take a second slot, also of one: they neither evict the real engine nor pile up.
 """
 
 from __future__ import annotations
@@ -35,9 +37,17 @@ def cache_key(
 ) -> str:
     """One entry per factory and settings. A factory is named by where it is defined: the
     executors unpickle a new function object for every task, so its identity cannot be used."""
-    made_by = factory or create_engine
-    name = f"{made_by.__module__}:{getattr(made_by, '__qualname__', repr(made_by))}"
-    return f"{name}|{settings.stable_hash()}|{image_settings.stable_hash()}"
+    made_by = _name(factory or create_engine)
+    return f"{made_by}|{settings.stable_hash()}|{image_settings.stable_hash()}"
+
+
+def _slot(key: str) -> str:
+    """Which one-engine slot a cache key holds: the registry's, or the injected factories'."""
+    return "registry" if key.startswith(f"{_name(create_engine)}|") else "injected"
+
+
+def _name(factory: EngineFactory) -> str:
+    return f"{factory.__module__}:{getattr(factory, '__qualname__', repr(factory))}"
 
 
 def get_engine(
@@ -50,7 +60,7 @@ def get_engine(
         engine = _engines.get(key)
         if engine is not None:
             return engine
-        for other in list(_engines):
+        for other in [k for k in _engines if _slot(k) == _slot(key)]:
             _engines.pop(other).shutdown()
         engine = (factory or create_engine)(settings, image_settings)
         _engines[key] = engine
