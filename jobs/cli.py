@@ -31,6 +31,8 @@ from udfs.engines.vllm_env import prepare_process_env
 log = logging.getLogger("candid.cli")
 # "ValueError: ...", "pyspark.errors.SomethingException: ..." in a worker's traceback text.
 _ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception|Exit|Interrupt)\b.*:")
+# Spark's "Job aborted due to stage failure: Task 0 in stage 5.0 failed 4 times, ...".
+_TASK_ATTEMPTS = re.compile(r"Task (\S+ in stage \S+) failed (\d+) times")
 
 DEMO_CONFIG = "conf/demo.yaml"
 DEFAULT_TINY_MODEL = "build/tiny-qwen2-vl"
@@ -180,7 +182,12 @@ def one_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     causes = [line for line in lines if _ERROR_LINE.match(line)]
     text = causes[-1] if causes else (lines[0] if lines else "")
-    return f"{type(err).__name__}: {text}" if not causes else text
+    text = f"{type(err).__name__}: {text}" if not causes else text
+    retried = _TASK_ATTEMPTS.search(str(err))
+    if retried:  # Spark gave up on a task: say so, the cause alone reads like one failure
+        text += (f" (task {retried.group(1)} failed {retried.group(2)} times, "
+                 "spark.task.maxFailures: the job stopped)")
+    return text
 
 
 def _shown(path: Path | None) -> str:

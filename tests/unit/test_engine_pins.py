@@ -5,9 +5,9 @@ between minor releases, so the GPU clusters must run the series tested here."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
