@@ -183,11 +183,29 @@ def one_line(err: BaseException) -> str:
     causes = [line for line in lines if _ERROR_LINE.match(line)]
     text = causes[-1] if causes else (lines[0] if lines else "")
     text = f"{type(err).__name__}: {text}" if not causes else text
-    retried = _TASK_ATTEMPTS.search(str(err))
+    retried = _task_attempts(err)
     if retried:  # Spark gave up on a task: say so, the cause alone reads like one failure
         text += (f" (task {retried.group(1)} failed {retried.group(2)} times, "
                  "spark.task.maxFailures: the job stopped)")
     return text
+
+
+def _task_attempts(err: BaseException) -> re.Match | None:
+    """Spark's "Task N in stage S failed K times" in ``err`` or the errors it replaced: PySpark
+    raises the worker's exception in place of the JVM error (``raise ... from None``) that
+    says how often the task was tried."""
+    seen: BaseException | None = err
+    for _ in range(4):
+        if seen is None:
+            return None
+        try:
+            text = str(seen)
+        except Exception:  # noqa: BLE001 - a JVM error's text needs the JVM, which may be gone
+            text = ""
+        if found := _TASK_ATTEMPTS.search(text):
+            return found
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _shown(path: Path | None) -> str:
