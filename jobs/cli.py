@@ -18,6 +18,7 @@ from jobs.commandline.commands import (
     config_from,
 )
 from jobs.commandline.console import ConsoleReporter, Reporter, run_log
+from jobs.commandline.doctor import DOCTOR_COMMANDS, add_doctor_command, refuse_on_driver_blockers
 from jobs.config import ConfigError, DescribeConfig, IngestConfig
 from jobs.evaluation.commands import (
     EVAL_COMMANDS,
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--seed", type=int, default=0, help="--label: the sample's seed")
     add_eval_commands(sub)
     add_labels_commands(sub)
+    add_doctor_command(sub)
     return parser
 
 
@@ -251,6 +253,7 @@ def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
         return 0
     from jobs.describe.run import run_describe
 
+    refuse_on_driver_blockers(config, context)
     summary = run_describe(
         config, context.spark(config.spark), prompt, context.reporter, context.make_engine
     )
@@ -411,6 +414,7 @@ _COMMANDS: dict[str, Handler] = {
 
 _COMMANDS.update(EVAL_COMMANDS)
 _COMMANDS.update(LABELS_COMMANDS)
+_COMMANDS.update(DOCTOR_COMMANDS)
 
 
 if __name__ == "__main__":
