@@ -32,8 +32,8 @@ from udfs.engines.vllm_env import prepare_process_env
 log = logging.getLogger("candid.cli")
 # "ValueError: ...", "pyspark.errors.SomethingException: ..." in a worker's traceback text.
 _ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception|Exit|Interrupt)\b.*:")
-# Spark's "Job aborted due to stage failure: Task 0 in stage 5.0 failed 4 times, ...".
-_TASK_ATTEMPTS = re.compile(r"Task (\S+ in stage \S+) failed (\d+) times")
+# A worker-level failure (udfs.engines.failures): the task failed, not some of its rows.
+_WORKER_FATAL = "WorkerFatalError: "
 
 DEMO_CONFIG = "conf/demo.yaml"
 DEFAULT_TINY_MODEL = "build/tiny-qwen2-vl"
@@ -185,29 +185,11 @@ def one_line(err: BaseException) -> str:
     causes = [line for line in lines if _ERROR_LINE.match(line)]
     text = causes[-1] if causes else (lines[0] if lines else "")
     text = f"{type(err).__name__}: {text}" if not causes else text
-    retried = _task_attempts(err)
-    if retried:  # Spark gave up on a task: say so, the cause alone reads like one failure
-        text += (f" (task {retried.group(1)} failed {retried.group(2)} times, "
-                 "spark.task.maxFailures: the job stopped)")
+    if _WORKER_FATAL in text:
+        # It reaches the driver only once Spark has given up on the task (PySpark raises the
+        # worker's error alone, without Spark's attempt count): say so.
+        text += " (Spark retried the task up to spark.task.maxFailures times, then stopped the job)"
     return text
-
-
-def _task_attempts(err: BaseException) -> re.Match | None:
-    """Spark's "Task N in stage S failed K times" in ``err`` or the errors it replaced: PySpark
-    raises the worker's exception in place of the JVM error (``raise ... from None``) that
-    says how often the task was tried."""
-    seen: BaseException | None = err
-    for _ in range(4):
-        if seen is None:
-            return None
-        try:
-            text = str(seen)
-        except Exception:  # noqa: BLE001 - a JVM error's text needs the JVM, which may be gone
-            text = ""
-        if found := _TASK_ATTEMPTS.search(text):
-            return found
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _shown(path: Path | None) -> str:

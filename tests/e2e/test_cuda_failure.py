@@ -41,7 +41,7 @@ def test_a_cuda_error_fails_the_task_spark_retries_it_then_stops_with_one_line(s
     (line,) = errors
     assert "AcceleratorError: CUDA error: an illegal memory access was encountered on host" in line
     assert "Spark retries it on another executor" in line
-    assert "failed 2 times, spark.task.maxFailures: the job stopped" in line
+    assert "(Spark retried the task up to spark.task.maxFailures times, then stopped the job)" in line
     # No row was written as a per-row failure: the task failed as a whole.
     results = Path(config.results_table)
     assert not (results / "_delta_log").exists() or read_table(spark, str(results)).count() == 0

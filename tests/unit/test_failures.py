@@ -206,24 +206,23 @@ def test_a_vllm_engine_death_caused_by_a_cuda_error_is_not_rebuilt(tmp_path):
     assert len(builds.built) == 1
 
 
-def test_the_console_line_of_a_job_spark_stopped_names_the_cause_and_the_attempts():
+def test_the_console_line_of_a_job_spark_stopped_names_the_cause_and_the_retries():
     from jobs.cli import one_line
 
-    # The shape of Spark's text when a Python UDF's task failed spark.task.maxFailures times.
+    # The text of the PythonException PySpark 4.2 raises on the driver once the task failed
+    # spark.task.maxFailures times (the worker's traceback, without Spark's attempt count).
     spark_text = (
-        "An error occurred while calling o123.save.\n"
-        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage "
-        "7.0 failed 2 times, most recent failure: Lost task 0.1 in stage 7.0 (TID 12) "
-        "(10.0.0.5 executor 1): org.apache.spark.api.python.PythonException: Traceback (most "
-        "recent call last):\n  File \"/w/udfs/runner/feeding.py\", line 263, in _engine_died\n"
+        "An exception was thrown from the Python worker:\nTraceback (most recent call last):\n"
+        "  File \"/w/udfs/runner/feeding.py\", line 263, in _engine_died\n"
         "udfs.engines.failures.WorkerFatalError: RuntimeError: CUDA error: an illegal memory "
         "access was encountered on host n1, GPU 0; the CUDA context of this Python worker is "
         "broken, failing the task so that Spark retries it on another executor\n"
-        "\tat org.apache.spark.api.python.BasePythonRunner.handlePythonException(...)\n"
     )
     assert one_line(RuntimeError(spark_text)) == (
         "udfs.engines.failures.WorkerFatalError: RuntimeError: CUDA error: an illegal memory "
         "access was encountered on host n1, GPU 0; the CUDA context of this Python worker is "
-        "broken, failing the task so that Spark retries it on another executor (task 0 in "
-        "stage 7.0 failed 2 times, spark.task.maxFailures: the job stopped)"
+        "broken, failing the task so that Spark retries it on another executor (Spark retried "
+        "the task up to spark.task.maxFailures times, then stopped the job)"
     )
+    # Any other failure keeps its line as it was.
+    assert one_line(RuntimeError("ValueError: bad config")) == "ValueError: bad config"
