@@ -21,7 +21,7 @@ from jobs.config import DescribeConfig
 from udfs.engines.node_facts import NodeFacts, collect_node_facts
 from udfs.settings import EngineSettings
 
-OK, BLOCKER, NOT_APPLICABLE = "ok", "BLOCKER", "n/a"
+OK, WARNING, BLOCKER, NOT_APPLICABLE = "ok", "warning", "BLOCKER", "n/a"
 EXIT_BLOCKER = 2
 # Minimum Linux driver of each CUDA toolkit (NVIDIA's CUDA toolkit release notes, "CUDA Toolkit
 # and Corresponding Driver Versions"): the CUDA a torch wheel was built with needs at least it.
@@ -172,8 +172,12 @@ def check_mlflow(config: DescribeConfig,
                         + ("" if ok else ": its folder is not a folder"))]
     if uri.startswith(("http://", "https://")):
         problem = (reach or _http_problem)(uri)
-        return [Finding(BLOCKER if problem else OK, "mlflow",
-                        f"{uri}: {problem}" if problem else f"{uri} answered")]
+        if problem is None:
+            return [Finding(OK, "mlflow", f"{uri} answered")]
+        # mlflow.on_error: warn says results matter more than their tracking.
+        level = BLOCKER if tracking.on_error == "fail" else WARNING
+        return [Finding(level, "mlflow", f"{uri}: {problem} (mlflow.on_error: "
+                        f"{tracking.on_error})")]
     return [Finding(NOT_APPLICABLE, "mlflow", f"{uri}: not checked from here (credentials "
                     "come from the workspace)")]
 

@@ -143,9 +143,14 @@ def test_mlflow_reachable_or_off(tmp_path):
     assert _levels(check_mlflow(_config(tmp_path, enabled=False))) == [NOT_APPLICABLE]
     local = check_mlflow(_config(tmp_path, tracking_uri=f"sqlite:///{tmp_path}/m/mlflow.db"))
     assert _levels(local) == [OK]
-    down = check_mlflow(_config(tmp_path, tracking_uri="http://mlflow.internal:5000"),
+    down = check_mlflow(_config(tmp_path, tracking_uri="http://mlflow.internal:5000",
+                                on_error="fail"),
                         reach=lambda uri: "not reachable (Connection refused)")
     assert _levels(down) == [BLOCKER] and "Connection refused" in down[0].text
+    tolerated = check_mlflow(_config(tmp_path, tracking_uri="http://mlflow.internal:5000",
+                                     on_error="warn"),
+                             reach=lambda uri: "not reachable (Connection refused)")
+    assert _levels(tolerated) == ["warning"]
     up = check_mlflow(_config(tmp_path, tracking_uri="http://mlflow.internal:5000"),
                       reach=lambda uri: None)
     assert _levels(up) == [OK]
