@@ -27,7 +27,7 @@ test-fast: setup
 test-env: setup
 	$(PY) scripts/pack_env.py --name executor --exclude pyspark,delta-spark,mlflow
 
-# For a GPU cluster: build/dist/candid-0.1.0-py3-none-any.whl and
+# For a GPU cluster: build/dist/candid_vlm-0.1.0-py3-none-any.whl and
 # build/dist/candid-env-gpu.tar.gz (the wheel with CUDA vLLM, packed with venv-pack) for
 # `spark-submit --archives`; see docs/CLUSTER.md. EXTRAS=gpu by default.
 EXTRAS ?= gpu

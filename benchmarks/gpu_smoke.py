@@ -1,4 +1,6 @@
-"""GPU smoke check: the tiny Qwen2-VL through every engine importable here, on a CUDA device.
+"""GPU smoke check: the tiny Qwen2-VL through every engine importable here, on a CUDA device,
+with the production engine settings: bf16, CUDA graphs and torch.compile (no ``enforce_eager``),
+prefix caching, and Candid's streamed feeder.
 
 Builds the random-weight tiny model and a few hundred synthetic thumbnails, then runs each
 engine that imports (transformers always; vLLM when installed) through Candid's streamed
@@ -11,7 +13,11 @@ opencv-python-headless: ``pip install -e '.[hf]'`` gives them (add vllm for the 
 It never imports Spark, Delta, MLflow or vLLM unless that engine runs. Without CUDA it says so
 and exits 0; ``--plan`` imports what a run needs and lists the engines, without running them.
 
-Run: ``python benchmarks/gpu_smoke.py`` (writes ``benchmarks/results/gpu_smoke.json``).
+``--preflight`` checks the NVIDIA driver against torch's CUDA build, gcc and Python.h (Triton
+compiles a C launcher at run time) and that vLLM is installed, with the checks of ``candid
+doctor``; ``benchmarks/gpu_smoke.sh`` runs it first, then the check, within 6 minutes.
+
+Run: ``bash benchmarks/gpu_smoke.sh`` (writes ``benchmarks/results/gpu_smoke.json``).
 """
 
 from __future__ import annotations
@@ -63,18 +69,47 @@ def engines_available() -> list[str]:
     return ["transformers"] + (["vllm"] if importlib.util.find_spec("vllm") is not None else [])
 
 
-def engine_settings(backend: str, model_dir: Path, args):
+def engine_settings(backend: str, model_dir: Path, args, on_gpu: bool = True):
+    """The engine as production runs it on a GPU (bf16, CUDA graphs, prefix caching); with
+    ``on_gpu=False`` (``--allow-cpu``, checking this script) as the CPU build runs it."""
     from udfs.settings import EngineSettings
 
     groups = {
-        "vllm": {"enforce_eager": True, "kv_cache_memory_bytes": args.kv_cache_mib << 20,
+        "vllm": {"enforce_eager": not on_gpu, "enable_prefix_caching": True,
+                 "kv_cache_memory_bytes": args.kv_cache_mib << 20,
                  "max_model_len": 2048, "max_num_seqs": args.max_num_seqs},
         "transformers": {"images_per_call": args.images_per_call},
     }
     return EngineSettings.model_validate({
         "backend": backend, "model": str(model_dir), "model_id": "smoke/tiny-qwen2-vl",
-        "dtype": "float32", backend: groups[backend],
+        "dtype": "bfloat16" if on_gpu else "float32", backend: groups[backend],
     })
+
+
+def preflight_findings(facts, vllm_installed: bool, allow_no_vllm: bool) -> list:
+    """``candid doctor``'s CUDA and compiler checks on this machine, and vLLM installed."""
+    from jobs.cluster.doctor import BLOCKER, NOT_APPLICABLE, OK, Finding, check_compiler, check_cuda
+
+    found = [*check_cuda([facts]), *check_compiler([facts])]
+    if vllm_installed:
+        found.append(Finding(OK, "vllm", f"installed: {facts.versions.get('vllm')}"))
+    else:
+        found.append(Finding(NOT_APPLICABLE if allow_no_vllm else BLOCKER, "vllm",
+                             "not installed: only the transformers engine can run"))
+    return found
+
+
+def preflight(allow_no_vllm: bool) -> int:
+    """Print the preflight's findings; 2 on a blocker."""
+    from jobs.cluster.doctor import BLOCKER, EXIT_BLOCKER
+    from udfs.engines.node_facts import collect_node_facts
+
+    facts = collect_node_facts("this machine", model="")
+    findings = preflight_findings(facts, importlib.util.find_spec("vllm") is not None,
+                                  allow_no_vllm)
+    for finding in findings:
+        print(f"gpu_smoke preflight {finding.line()}")
+    return EXIT_BLOCKER if any(f.level == BLOCKER for f in findings) else 0
 
 
 def frames_until(paths: list[str], deadline: float) -> Iterator[Any]:
@@ -88,7 +123,8 @@ def frames_until(paths: list[str], deadline: float) -> Iterator[Any]:
         yield pd.DataFrame({"image_id": [str(start + i) for i in range(len(chunk))], "path": chunk})
 
 
-def run_engine(backend: str, model_dir: Path, paths: list[str], args) -> dict[str, Any]:
+def run_engine(backend: str, model_dir: Path, paths: list[str], args, on_gpu: bool = True
+               ) -> dict[str, Any]:
     """Build one engine, feed it the thumbnails within its budget, report FeedStats."""
     from udfs.engines import create_engine
     from udfs.engines.stream import open_stream
@@ -103,7 +139,7 @@ def run_engine(backend: str, model_dir: Path, paths: list[str], args) -> dict[st
     prompt = find_prompt(REPO / "conf" / "prompts", "v2")
     sampling = prompt.sampling.model_copy(update={"max_tokens": args.max_tokens})
     started = time.monotonic()
-    engine = create_engine(engine_settings(backend, model_dir, args), images)
+    engine = create_engine(engine_settings(backend, model_dir, args, on_gpu), images)
     start_s = time.monotonic() - started
     stats = FeedStats()
     task = DescribeTask(engine=engine.settings, images=images, prompt=prompt, sampling=sampling)
@@ -155,7 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-num-seqs", type=int, default=256, help="vLLM requests in flight")
     parser.add_argument("--images-per-call", type=int, default=16,
                         help="transformers: images per generate call")
-    parser.add_argument("--budget-s", type=float, default=75.0,
+    parser.add_argument("--budget-s", type=float, default=60.0,
                         help="seconds of feeding per engine (then in-flight requests finish)")
     parser.add_argument("--kv-cache-mib", type=int, default=KV_CACHE_MIB, help="vLLM KV cache")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder [a temp dir]")
@@ -164,6 +200,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--plan", action="store_true",
                         help="import what a run needs and list the engines; run nothing")
+    parser.add_argument("--preflight", action="store_true",
+                        help="check driver, compiler, headers and vLLM; exit 2 on a blocker")
+    parser.add_argument("--allow-no-vllm", action="store_true",
+                        help="--preflight: a machine without vLLM runs transformers only")
     return parser.parse_args(argv)
 
 
@@ -173,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"gpu_smoke: missing Python modules {missing}: pip install -e '.[hf]'")
         return 2
+    if args.preflight:
+        return preflight(args.allow_no_vllm)
     if args.plan:
         import jobs.demo.run  # noqa: E401, F401
 
@@ -192,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("VLLM_CACHE_ROOT", str(work / "cache" / "vllm"))
     model_dir = make_tiny_model(work / "tiny-qwen2-vl")
     paths = [str(p) for p in make_sample_images(work / "images", count=args.images, seed=3).paths]
-    results = [run_engine(backend, model_dir, paths, args) for backend in engines_available()]
+    results = [run_engine(backend, model_dir, paths, args, on_gpu=problem is None)
+               for backend in engines_available()]
     print(table(results))
     report = {
         "benchmark": "gpu_smoke",

@@ -19,6 +19,7 @@ from jobs.commandline.commands import (
     config_from,
 )
 from jobs.commandline.console import ConsoleReporter, Reporter, run_log
+from jobs.commandline.doctor import DOCTOR_COMMANDS, add_doctor_command, refuse_on_driver_blockers
 from jobs.config import ConfigError, DescribeConfig, IngestConfig
 from jobs.evaluation.commands import (
     EVAL_COMMANDS,
@@ -32,6 +33,8 @@ from udfs.engines.vllm_env import prepare_process_env
 log = logging.getLogger("candid.cli")
 # "ValueError: ...", "pyspark.errors.SomethingException: ..." in a worker's traceback text.
 _ERROR_LINE = re.compile(r"^[\w.]*(?:Error|Exception|Exit|Interrupt)\b.*:")
+# A worker-level failure (udfs.engines.failures): the task failed, not some of its rows.
+_WORKER_FATAL = "WorkerFatalError: "
 
 DEMO_CONFIG = "conf/demo.yaml"
 DEFAULT_TINY_MODEL = "build/tiny-qwen2-vl"
@@ -124,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--seed", type=int, default=0, help="--label: the sample's seed")
     add_eval_commands(sub)
     add_labels_commands(sub)
+    add_doctor_command(sub)
     return parser
 
 
@@ -182,7 +186,12 @@ def one_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     causes = [line for line in lines if _ERROR_LINE.match(line)]
     text = causes[-1] if causes else (lines[0] if lines else "")
-    return f"{type(err).__name__}: {text}" if not causes else text
+    text = f"{type(err).__name__}: {text}" if not causes else text
+    if _WORKER_FATAL in text:
+        # It reaches the driver only once Spark has given up on the task (PySpark raises the
+        # worker's error alone, without Spark's attempt count): say so.
+        text += " (Spark retried the task up to spark.task.maxFailures times, then stopped the job)"
+    return text
 
 
 def _shown(path: Path | None) -> str:
@@ -228,6 +237,7 @@ def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
         return 0
     from jobs.describe.run import run_describe
 
+    refuse_on_driver_blockers(config, context)
     summary = run_describe(
         config, context.spark(config.spark), prompt, context.reporter, context.make_engine
     )
@@ -388,6 +398,7 @@ _COMMANDS: dict[str, Handler] = {
 
 _COMMANDS.update(EVAL_COMMANDS)
 _COMMANDS.update(LABELS_COMMANDS)
+_COMMANDS.update(DOCTOR_COMMANDS)
 
 
 if __name__ == "__main__":

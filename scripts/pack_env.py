@@ -57,15 +57,15 @@ def sources_hash(options: list[str]) -> str:
 
 
 def run(*command: str | Path) -> None:
-    # Without PYTHONPATH: a repository on it (the tests put it there) holds candid.egg-info,
-    # and pip would take candid as installed already and leave it out of the new environment.
+    # Without PYTHONPATH: a repository on it (the tests put it there) holds candid_vlm.egg-info,
+    # and pip would take candid-vlm as installed already and leave it out of the new environment.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([str(c) for c in command], check=True, cwd=REPO, env=env)
 
 
 def build_wheel(out: Path) -> Path:
-    """The candid wheel (no dependencies built), into ``out``."""
-    for old in out.glob("candid-*.whl"):
+    """The candid-vlm wheel (no dependencies built), into ``out``."""
+    for old in out.glob("candid_vlm-*.whl"):
         old.unlink()
     # setuptools builds in the repository's build/lib and never empties it: a module deleted
     # from the sources would still be in the wheel.
@@ -74,7 +74,7 @@ def build_wheel(out: Path) -> Path:
         shutil.rmtree(stale, ignore_errors=True)
     run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
         "-w", out, REPO)
-    (wheel,) = out.glob("candid-*.whl")
+    (wheel,) = out.glob("candid_vlm-*.whl")
     return wheel
 
 

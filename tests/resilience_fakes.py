@@ -127,6 +127,35 @@ class FailsTaskOnceEngine(ScriptedEngine):
         return super().generate(images, prompt, sampling)
 
 
+# What torch raises when a kernel faults (c10/cuda/CUDAException.cpp), verbatim.
+CUDA_ILLEGAL_ACCESS = (
+    "CUDA error: an illegal memory access was encountered\n"
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the "
+    "stacktrace below might be incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1"
+)
+
+
+class CudaBrokenEngine(ScriptedEngine):
+    """Every generate call raises torch's ``AcceleratorError`` for an illegal memory access,
+    as a GPU with a broken CUDA context does. Each build leaves ``builds/<pid>-<n>`` so a test
+    can count the task's attempts (Spark retries a failed task in a fresh Python worker)."""
+
+    def __init__(self, settings: EngineSettings, image_settings: ImageSettings):
+        super().__init__(settings, image_settings)
+        folder = Path(self.params["builds"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{os.getpid()}-{len(list(folder.iterdir()))}").touch()
+
+    def generate(self, images, prompt, sampling) -> list[Generation]:
+        import torch
+
+        raise torch.AcceleratorError(CUDA_ILLEGAL_ACCESS)
+
+
+def make_cuda_broken_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
+    return CudaBrokenEngine(settings, image_settings)
+
+
 def make_scripted_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
     return ScriptedEngine(settings, image_settings)
 

@@ -5,21 +5,15 @@ fingerprint and its result scope are decided. Describe, status, review, compare,
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.config import DescribeConfig
 from jobs.tables.results import ResultScope
+from udfs.engines.model_files import local_model_revision
 from udfs.fingerprint import run_fingerprint
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, SamplingSettings
-
-# Files whose bytes identify a local model folder's weights (sizes stand in for the weights).
-_REVISION_FILES = ("config.json", "generation_config.json", "tokenizer.json", "chat_template.json")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-_SAMPLED_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -53,20 +47,3 @@ def with_known_revision(engine: EngineSettings) -> EngineSettings:
     if engine.revision is not None or not Path(engine.model).is_dir():
         return engine
     return engine.model_copy(update={"revision": local_model_revision(Path(engine.model))})
-
-
-def local_model_revision(folder: Path) -> str:
-    """``local-`` + 16 hex of the config files, and of each weight file's name, size, first
-    and last MiB (the weights of a 7B model are not read whole to start a run)."""
-    digest = hashlib.sha256()
-    for name in _REVISION_FILES:
-        if (folder / name).is_file():
-            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
-    for weights in sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
-        size = weights.stat().st_size
-        digest.update(json.dumps([weights.name, size]).encode())
-        with weights.open("rb") as handle:
-            digest.update(handle.read(_SAMPLED_BYTES))
-            handle.seek(max(0, size - _SAMPLED_BYTES))
-            digest.update(handle.read(_SAMPLED_BYTES))
-    return f"local-{digest.hexdigest()[:16]}"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.tables.identity import local_model_revision, with_known_revision
+from jobs.tables.identity import with_known_revision
+from udfs.engines.model_files import local_model_revision
 from udfs.settings import EngineSettings
 
 MIB = 1 << 20

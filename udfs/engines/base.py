@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from udfs.engines.failures import FailureLevel, classify_failure, worker_failure
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 
@@ -202,19 +203,31 @@ class Engine(ABC):
         return self.settings.vllm_settings.max_num_seqs
 
 
+def raise_unless_request_level(err: BaseException) -> None:
+    """Return only when ``err`` failed a request alone (``udfs.engines.failures``): raise
+    ``WorkerFatalError`` for a broken worker (a CUDA error), ``EngineDeadError`` for a dead
+    engine (vLLM's own, out of memory). Call from an ``except`` block."""
+    level = classify_failure(err)
+    if level is FailureLevel.WORKER:
+        raise worker_failure(err) from err
+    if level is FailureLevel.ENGINE:
+        if isinstance(err, EngineDeadError):
+            raise err
+        raise EngineDeadError(f"{type(err).__name__}: {err}") from err
+
+
 def generate_isolating_failures(
     engine: Engine, images: Sequence[Any], prompt: PromptSpec, sampling: SamplingSettings
 ) -> list[Generation | BaseException]:
     """``engine.generate``; if the batch raises, bisect it so that only the images that fail on
     their own get the exception, and every other image still gets its output.
 
-    Fatal ``EngineDeadError`` is never isolated: it propagates.
+    Fatal errors are never isolated: ``EngineDeadError`` and ``WorkerFatalError`` propagate.
     """
     try:
         outputs = engine.generate(images, prompt, sampling)
-    except EngineDeadError:
-        raise
     except Exception as err:  # noqa: BLE001 - any per-request failure; bisect to find the rows
+        raise_unless_request_level(err)
         if len(images) == 1:
             return [err]
         middle = len(images) // 2

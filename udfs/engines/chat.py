@@ -28,7 +28,8 @@ def load_processor(model: str, trust_remote_code: bool, revision: str | None = N
         from transformers import AutoProcessor
     except ImportError as err:
         raise ImportError(
-            "Candid's engines need transformers: pip install 'candid[hf]' (or 'candid[gpu]')"
+            "Candid's engines need transformers: pip install 'candid-vlm[hf]' "
+            "(or 'candid-vlm[gpu]')"
         ) from err
     pinned = {"revision": revision} if revision is not None else {}
     return AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code, **pinned)

@@ -34,7 +34,8 @@ class TransformersEngine(Engine):
             from transformers import AutoModelForImageTextToText
         except ImportError as err:
             raise ImportError(
-                "the transformers backend needs torch and transformers: pip install 'candid[hf]'"
+                "the transformers backend needs torch and transformers: "
+                "pip install 'candid-vlm[hf]'"
             ) from err
         self._torch = torch
         self._device = "cuda" if torch.cuda.is_available() else "cpu"

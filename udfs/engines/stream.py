@@ -5,7 +5,8 @@ each one when it finishes (``poll``), so a feeder can add a new request the mome
 leaves and the engine never idles in the tail of a batch. Every submitted key comes back from
 ``poll`` exactly once, with a ``Generation`` or the exception that failed that request alone;
 only ``EngineDeadError`` is raised, and then every request still in flight is lost and must be
-resubmitted to a new engine.
+resubmitted to a new engine, or ``WorkerFatalError`` (a broken CUDA context, an engine that does
+not import: ``udfs.engines.failures``), which fails the task.
 
 ``BatchedStream`` adapts engines that can only ``generate`` a whole batch for one prompt
 (transformers, the test fakes): it collects the engine's ``images_per_call`` requests, generates
@@ -26,12 +27,12 @@ from collections.abc import Sequence
 
 from udfs.engines.base import (
     Engine,
-    EngineDeadError,
     Generation,
     Request,
     RequestStream,
     StreamResult,
     generate_isolating_failures,
+    raise_unless_request_level,
 )
 
 # Requests a stepping stream keeps queued inside the engine beyond its capacity (at least this
@@ -112,7 +113,8 @@ class SteppingStream(RequestStream):
     ``_step`` (advance once, return the requests that finished) and ``_abort``. This class
     keeps the contract: request ids ``candid-<stream>-<key>`` (never integers, so they cannot
     collide with ``LLM.generate``'s counter); a rejected request comes back from ``poll`` with
-    its exception; a step that raises (anything but ``EngineDeadError``) aborts every request in
+    its exception; a step that fails a request (not the engine or the worker:
+    ``raise_unless_request_level``) aborts every request in
     flight and regenerates them batch-wise (``generate_requests``), so only the request that
     breaks the step fails.
     """
@@ -146,9 +148,8 @@ class SteppingStream(RequestStream):
         request_id = f"{self._prefix}{request.key}"
         try:
             self._add(request_id, request)
-        except EngineDeadError:
-            raise
         except Exception as err:  # noqa: BLE001 - the engine refused this request; a row error
+            raise_unless_request_level(err)
             self._rejected.append((request.key, err))
             return
         self._running[request_id] = request
@@ -159,9 +160,8 @@ class SteppingStream(RequestStream):
             return finished
         try:
             done = self._step()
-        except EngineDeadError:
-            raise
         except Exception as err:  # noqa: BLE001 - some request broke the step; isolate it
+            raise_unless_request_level(err)
             return finished + self._isolate(err)
         for request_id, outcome in done:
             request = self._running.pop(request_id, None)

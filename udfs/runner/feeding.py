@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from udfs.engines.base import EngineDeadError, Generation, PromptCall, Request, RequestStream
+from udfs.engines.failures import FailureLevel, classify_failure, worker_failure
 from udfs.images.prepare import PreparedImage
 from udfs.runner.feed_stats import FeedStats
 from udfs.runner.prep import Loader, PrepQueue
@@ -259,7 +260,10 @@ class _Feeder:
 
     def _engine_died(self, err: EngineDeadError) -> None:
         """Rebuild the engine once and resubmit everything in flight (oldest first); a second
-        death before any request finished fails the task."""
+        death before any request finished fails the task. A death caused by a broken CUDA
+        context fails the task at once: no engine can be rebuilt in this process."""
+        if classify_failure(err) is FailureLevel.WORKER:
+            raise worker_failure(err) from err
         self._deaths.append(err)
         stream, self._stream = self._stream, None
         if stream is not None:
@@ -340,6 +344,7 @@ def feed_frames(
 
     Raises:
         RuntimeError: the engine died twice in a row.
+        WorkerFatalError: the worker's CUDA context broke (``udfs.engines.failures``).
     """
     prep = PrepQueue(load, prep_threads, max_waiting)
     feeder = _Feeder(frames, plan, connect, reset, prep,

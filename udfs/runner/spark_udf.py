@@ -26,6 +26,8 @@ import pandas as pd
 
 from udfs.engines import cache
 from udfs.engines.gpu import pin_task_gpus
+from udfs.engines.node_facts import verify_model_here
+from udfs.engines.vllm_env import prepare_executor_env
 from udfs.runner.task import RunnerTask, StatsCallback, run_batches
 
 PartitionFn = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
@@ -76,6 +78,9 @@ def run_partition(
     """One output row per input row of ``frames``, one output frame per frame, as given: the
     ``mapInPandas`` function from ``make_partition_fn`` hands it frames of ``task.batch_size``
     rows."""
+    prepare_executor_env(task.engine.model)  # before CUDA or the engine loads
+    if task.make_engine is None:  # an injected (test) engine's "model" is not a model
+        verify_model_here(task.engine.model, task.engine.revision)
     pin_task_gpus()
     yield from run_batches(
         frames,
