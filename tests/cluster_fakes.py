@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 from tests.fakes import FakeEngine
 from udfs.engines.base import Engine, Generation
@@ -84,6 +85,22 @@ def make_where_engine(settings: EngineSettings, image_settings: ImageSettings) -
 def make_unloadable_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
     """An engine whose package is missing, as vLLM's would be on a node without it."""
     raise ImportError("no module named 'vllm' (fake): install the gpu extra")
+
+
+def record_event(event: str) -> None:
+    """One line in the side log for this process (e.g. the driver marking a pause)."""
+    _record(event, "")
+
+
+def recording_worker(fn: Callable) -> Callable:
+    """A ``mapInPandas`` function that logs each task's Python worker (event ``task``) and then
+    runs ``fn``: which workers served an action."""
+    return partial(_record_worker_then, fn=fn)
+
+
+def _record_worker_then(frames: Iterator, fn: Callable) -> Iterator:
+    _record("task", "worker")
+    yield from fn(frames)
 
 
 def read_pinning_log(path: str) -> list[dict]:

@@ -125,7 +125,12 @@ class Session:
         self.spec = spec
         _serving = {**spec.task, "gpus": list(spec.task_gpus or ())}
         settings, images, factory = self._engine_args()
+        builds = cache.builds(settings, images, factory)
         engine = cache.get_engine(settings, images, factory)
+        if cache.builds(settings, images, factory) > builds:
+            logger.info("engine server %d built engine %s for %s (build %d) for task %s",
+                        os.getpid(), settings.backend, settings.model,
+                        cache.builds(settings, images, factory), spec.task)
         self.stream = open_stream(engine)
         return ("opened", {"capacity": self.stream.capacity, "depth": self.stream.depth,
                            "builds": cache.builds(settings, images, factory),
