@@ -159,16 +159,21 @@ class ServerLink:
 
     def stop_server(self) -> bool:
         """Ask the slot's server to stop; False when none was running."""
-        conn = _try_connect(self.address)
-        if conn is None:
-            return False
-        with conn:
-            try:
-                send(conn, ("stop",))
-                receive(conn)
-            except (ConnectionClosed, OSError):
-                pass  # it was stopping already
-        return True
+        return stop_server(self.address)
+
+
+def stop_server(address: ServerAddress) -> bool:
+    """Ask the server at ``address`` to stop; False when none was running."""
+    conn = _try_connect(address)
+    if conn is None:
+        return False
+    with conn:
+        try:
+            send(conn, ("stop",))
+            receive(conn)
+        except (ConnectionClosed, OSError):
+            pass  # it was stopping already
+    return True
 
 
 def factory_name(factory: EngineFactory | None) -> str | None:
