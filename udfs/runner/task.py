@@ -86,11 +86,11 @@ def run_batches(
             server, ``udfs.engines.server.client``).
     """
     if connect is None:
-        if get_engine is None:
-            raise ValueError("run_batches needs get_engine or connect")
         engine_provider = get_engine
 
         def connect() -> RequestStream:
+            if engine_provider is None:
+                raise ValueError("run_batches needs get_engine or connect")
             return open_stream(engine_provider())
 
     stats = FeedStats()
