@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
         prompt=prompt, sampling=prompt.sampling, run_id="idle", batch_size=2,
         make_engine=make_where_engine,
     )
-    paths = sorted(str(p) for p in args.images.glob("*.png"))
+    paths = sorted(str(p) for p in args.images.iterdir() if p.is_file())
     rows = spark.createDataFrame([(f"id-{i}", p, 0) for i, p in enumerate(paths)],
                                  "image_id string, path string, attempts int")
     describe = recording_worker(make_partition_fn(task))
