@@ -234,7 +234,8 @@ def test_a_server_stops_when_its_owner_exits(links):
     owner = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                              stdin=subprocess.PIPE)
     try:
-        stream = links(make_where_engine, owner=ProcessId.of(owner.pid)).connect()
+        link = links(make_where_engine, owner=ProcessId.of(owner.pid))
+        stream = link.connect()
         server = stream.server_pid
         stream.close()
         assert ProcessId.of(server).alive()
@@ -242,6 +243,10 @@ def test_a_server_stops_when_its_owner_exits(links):
         owner.stdin.close()
         owner.wait(timeout=30)
     assert _gone(server)
+    address = link.address
+    # Nothing of the slot is left but its log.
+    assert not address.socket.exists() and not address.lock.exists()
+    assert not address.starting.exists() and address.log.exists()
 
 
 def test_an_idle_server_stops_after_its_timeout(links):

@@ -217,6 +217,12 @@ class EngineServer:
             with suppress(FileNotFoundError):
                 self.socket_path.unlink()
             cache.shutdown_all()
+            if not self.owner.alive():
+                # No task of a finished executor can come back: its slot's files can go (the
+                # log stays). While the owner lives, a starter may hold them.
+                for path in (self.lock_path, self.lock_path.with_suffix(".start")):
+                    with suppress(FileNotFoundError):
+                        path.unlink()
         return 0
 
     def _accept(self, listener: socket.socket) -> None:
