@@ -35,6 +35,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVE = REPO / "build" / "dist" / "candid-env-executor.tar.gz"
 GPU_PROFILE = REPO / "conf" / "spark" / "gpu-cluster.yaml"
+# The driver runs this checkout (the venv may have another one installed in editable mode);
+# the executors get only the archive and the tests zip.
+DRIVER_ENV = {"PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +112,7 @@ def test_pinned_executors_from_the_packed_environment_match_the_local_run(
     pinning_log = tmp_path / "pinning.jsonl"
     config = _cluster_config(tmp_path, cluster, archive, pinning_log, local.input_table)
 
-    args, done = submit_describe(config, py_files=tests_zip)
+    args, done = submit_describe(config, py_files=tests_zip, env=DRIVER_ENV)
 
     assert done.returncode == 0, failure_report(done.stdout, done.stderr) + cluster.log_tail()
     assert "statuses: ok=8" in done.stdout
@@ -149,7 +152,8 @@ def test_tasks_sharing_a_gpu_stop_on_the_driver_before_any_engine(
     # Added after submit-args' options, as a user would: two cores and half a GPU per task, so
     # two tasks of one executor would share its GPU. The command line wins over the config.
     _, done = submit_describe(config, "--conf", "spark.executor.cores=2",
-                              "--conf", "spark.task.resource.gpu.amount=0.5", py_files=tests_zip)
+                              "--conf", "spark.task.resource.gpu.amount=0.5", py_files=tests_zip,
+                              env=DRIVER_ENV)
 
     assert done.returncode == 2, failure_report(done.stdout, done.stderr)
     # spark-submit merges the Python driver's stderr into its stdout.
