@@ -4,17 +4,21 @@
     every request in flight (pre-decoded images: engine time only), (a2) the streamed describe
     path (``run_batches``: reading, decoding, guardrails, result frames) in-process;
 (b) the describe job on Spark with one Python worker (``local[1]``, one partition, one chunk),
-    the same engine settings, results committed to Delta.
+    the same engine settings, results committed to Delta; the engine either in an engine
+    server (``--placement server``, the default: the placement GPU tasks get) or inside the
+    Python worker (``--placement worker``).
 
 Steady state is a marginal rate between two sizes (``large - small`` rows over the difference
 of their times), so the fixed costs of each path (Spark start, engine start, planning, commits)
 cancel; they are listed separately, and end-to-end rates include them. Every job run starts a
-fresh SparkSession, hence a fresh Python worker that builds its engine again, so both sizes pay
-the same fixed costs. Rounds are interleaved (a, b, a, b) so that a busy minute on this shared
-machine hits both paths.
+fresh SparkSession, hence a fresh Python worker that builds its engine again (with the engine
+server, the server is stopped after each run, so it too starts afresh with empty caches), so
+both sizes pay the same fixed costs. Rounds are interleaved (a, b, a, b) so that a busy minute
+on this shared machine hits both paths.
 
-Run: ``.venv/bin/python benchmarks/bench_spark_tax.py`` (writes
-``benchmarks/results/spark_tax.json`` and prints a markdown table).
+Run: ``.venv/bin/python benchmarks/bench_spark_tax.py [--placement server|worker]`` (writes
+``benchmarks/results/spark_tax_server.json`` or ``spark_tax.json`` and prints a markdown
+table).
 """
 
 from __future__ import annotations
@@ -43,16 +47,18 @@ from bench_queue_depth import KV_CACHE_BYTES, run_describe, run_streamed  # noqa
 
 from udfs.engines.vllm_env import prepare_process_env  # noqa: E402
 
-OUT = REPO / "benchmarks" / "results" / "spark_tax.json"
+RESULTS = REPO / "benchmarks" / "results"
+OUT = {"worker": RESULTS / "spark_tax.json", "server": RESULTS / "spark_tax_server.json"}
 MAX_NUM_SEQS = 256  # the direct engine's best depth in benchmarks/results/queue_depth.json
 BATCH_SIZE = 64  # rows per frame into the UDF in the job (batch_size), per frame in (a2)
 
 
-def _settings(model: Path):
+def _settings(model: Path, placement: str):
     from udfs.settings import EngineSettings, ImageSettings
 
     engine = EngineSettings(
         backend="vllm", model=str(model), model_id="bench/tiny-qwen2-vl", dtype="float32",
+        placement=placement,
         vllm={"enforce_eager": True, "kv_cache_memory_bytes": KV_CACHE_BYTES,
               "max_model_len": 2048, "max_num_seqs": MAX_NUM_SEQS},
     )
@@ -100,7 +106,18 @@ def job_round(configs: dict[int, Any], spark_settings, label: str) -> dict[str, 
         times[f"b_{size}"] = summary.seconds
         times[f"b_udf_{size}"] = summary.engine.wall_s
         times[f"b_busy_{size}"] = summary.engine.busy_fraction
+        _stop_engine_server(spark)
     return times
+
+
+def _stop_engine_server(spark) -> None:
+    """Stop the engine server this session's executor (the driver's JVM, in local mode) used,
+    if any: the next run starts from a fresh engine, as a fresh Python worker would."""
+    from udfs.engines.server.client import stop_server
+    from udfs.engines.server.protocol import ProcessId, ServerAddress
+
+    jvm = ProcessId.of(spark.sparkContext._gateway.proc.pid)
+    stop_server(ServerAddress.for_slot(jvm, None))
 
 
 def prepare(args) -> dict[str, Any]:
@@ -119,7 +136,7 @@ def prepare(args) -> dict[str, Any]:
     model = make_tiny_model(REPO / "build" / "tiny-qwen2-vl")
     work = Path(tempfile.mkdtemp(prefix="candid-spark-tax-"))
     paths = [str(p) for p in make_sample_images(work / "images", count=args.large, seed=7).paths]
-    engine_settings, image_settings = _settings(model)
+    engine_settings, image_settings = _settings(model, args.placement)
     prompt = find_prompt(REPO / "conf" / "prompts", "v2")
     task = DescribeTask(engine=engine_settings, images=image_settings, prompt=prompt,
                         sampling=prompt.sampling, batch_size=BATCH_SIZE)
@@ -193,7 +210,8 @@ def table(result: dict[str, Any], args) -> str:
         "|---|---:|---:|",
         f"| (a1) engine stream, all {args.large} in flight | {rates['a1']:.1f} | {e2e['a1']:.1f} |",
         f"| (a2) run_batches in-process | {rates['a2']:.1f} | {e2e['a2']:.1f} |",
-        f"| (b) describe job, local[1], whole run | {rates['b']:.1f} | {e2e['b']:.1f} |",
+        f"| (b) describe job, local[1], engine placement {args.placement}, whole run | "
+        f"{rates['b']:.1f} | {e2e['b']:.1f} |",
         f"| (b) its engine stage (the UDF's wall time) | {rates['b_udf']:.1f} | |",
         "",
         f"steady state: (b)/(a1) {result['steady_ratio_job_vs_engine']:.2f} "
@@ -214,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=400)
     parser.add_argument("--large", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--placement", choices=("server", "worker"), default="server",
+                        help="where the job's engine runs (engine.placement)")
     args = parser.parse_args(argv)
     prepare_process_env(str(REPO / "build"))
     setup = prepare(args)
@@ -236,12 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "benchmarks/bench_spark_tax.py", *(argv or sys.argv[1:])]),
         "machine": {"cpus": os.cpu_count(), "load_1min_after": os.getloadavg()[0]},
         "settings": {"small": args.small, "large": args.large, "rounds": args.rounds,
+                     "placement": args.placement,
                      "max_num_seqs": MAX_NUM_SEQS, "batch_size": BATCH_SIZE,
                      "kv_cache_bytes": KV_CACHE_BYTES, "prompt": "describe/v2, 96 tokens"},
         "rounds": rounds, **result,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    out = OUT[args.placement]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(result, args))
     return 0
 

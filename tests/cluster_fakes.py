@@ -5,7 +5,8 @@ run of the same input give identical rows. Where it ran goes to a side log inste
 executors' environment names a file in ``PINNING_LOG_ENV`` (``spark.executorEnv.*``), every
 engine build and every ``generate`` call appends one JSON line with the worker's pid, the
 executor (the working directory a standalone worker gives it, ``.../<app>/<executor id>``),
-the engine instance, ``CUDA_VISIBLE_DEVICES`` and the GPU addresses Spark assigned to the task.
+the engine instance, ``CUDA_VISIBLE_DEVICES`` and the GPU addresses Spark assigned to the task
+(in an engine server: the pid is the server's, and the task is the one its stream serves).
 
 Executors import it by module name: from the repository (``PYTHONPATH``) or from a zip of
 ``tests/`` shipped with ``--py-files`` (the packed environment has only the wheel).
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 from tests.fakes import FakeEngine
 from udfs.engines.base import Engine, Generation
@@ -25,11 +27,17 @@ PINNING_LOG_ENV = "CANDID_TEST_PINNING_LOG"
 
 
 def _task_gpus() -> list[str] | None:
+    """The GPUs Spark assigned to the task this call serves: from the task's context in a
+    Python worker, or, in an engine server, from the stream's task (which the server checked
+    against its own GPU before opening the stream)."""
     from pyspark import TaskContext
+
+    from udfs.engines.server.host import serving_task
 
     context = TaskContext.get()
     if context is None:
-        return None
+        task = serving_task()
+        return task["gpus"] if task is not None else None
     info = context.resources().get("gpu")
     return list(info.addresses) if info is not None else None
 
@@ -72,6 +80,42 @@ class WhereEngine(FakeEngine):
 
 def make_where_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
     return WhereEngine(settings, image_settings)
+
+
+class BrokenCudaEngine(FakeEngine):
+    """Loads, then fails its first batch as torch does once a kernel has corrupted the CUDA
+    context (the message torch prints for an illegal memory access)."""
+
+    def generate(self, images: Sequence, prompt, sampling) -> list[Generation]:
+        raise RuntimeError(
+            "CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be "
+            "asynchronously reported at some other API call, so the stacktrace below might be "
+            "incorrect.")
+
+
+def make_broken_cuda_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
+    return BrokenCudaEngine(settings, image_settings)
+
+
+def make_unloadable_engine(settings: EngineSettings, image_settings: ImageSettings) -> Engine:
+    """An engine whose package is missing, as vLLM's would be on a node without it."""
+    raise ImportError("no module named 'vllm' (fake): install the gpu extra")
+
+
+def record_event(event: str) -> None:
+    """One line in the side log for this process (e.g. the driver marking a pause)."""
+    _record(event, "")
+
+
+def recording_worker(fn: Callable) -> Callable:
+    """A ``mapInPandas`` function that logs each task's Python worker (event ``task``) and then
+    runs ``fn``: which workers served an action."""
+    return partial(_record_worker_then, fn=fn)
+
+
+def _record_worker_then(frames: Iterator, fn: Callable) -> Iterator:
+    _record("task", "worker")
+    yield from fn(frames)
 
 
 def read_pinning_log(path: str) -> list[dict]:

@@ -20,6 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DISCOVERY_SCRIPT = REPO / "conf" / "spark" / "getGpusResources.sh"
 START_TIMEOUT_S = 120
+# Compared between a cluster run and an in-process run: everything but when and by which run.
+COMPARED = ("image_id", "status", "description", "finish_reason", "prompt_tokens",
+            "completion_tokens", "guardrail_flags", "prompt_hash", "run_fingerprint",
+            "orig_width", "orig_height", "visual_tokens", "attempts")
 
 
 def free_port() -> int:
@@ -109,3 +113,34 @@ def start_cluster(root: Path, gpus: list[str], cores: int, memory: str) -> Stand
                  PATH=f"{fake_bin}{os.pathsep}{os.environ['PATH']}"),
         ready="Successfully registered with master")
     return cluster
+
+
+def submit_describe(config: Path, *extra: str, py_files: Path | None = None,
+                    env: dict[str, str] | None = None, timeout: float = 420,
+                    job: Path = REPO / "tests" / "cluster_job.py"):
+    """``spark-submit $(candid submit-args --config config) extra... JOB describe --config
+    config``; returns the submit-args and the finished process. ``job``: by default
+    ``tests/cluster_job.py`` (the fake engine of ``tests.cluster_fakes`` injected), or
+    ``jobs/cli.py`` for the real engine. ``env``: the driver's environment on top of
+    ``clean_env()``."""
+    base = clean_env(**(env or {}))
+    args = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "submit-args", "--config", str(config)],
+        cwd=REPO, env={**base, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        check=True,
+    ).stdout.split()
+    submit = Path(sys.executable).with_name("spark-submit")
+    shipped = ["--py-files", str(py_files)] if py_files is not None else []
+    done = subprocess.run(
+        [str(submit), *args, *extra, *shipped, str(job), "describe", "--config", str(config)],
+        cwd=REPO, env=base, capture_output=True, text=True, timeout=timeout,
+    )
+    return args, done
+
+
+def table_rows(spark, table: str) -> list[tuple]:
+    """The ``COMPARED`` columns of a results table, by image id."""
+    from jobs.tables.delta_io import read_table
+
+    frame = read_table(spark, table).select(*COMPARED).orderBy("image_id")
+    return [tuple(row) for row in frame.collect()]

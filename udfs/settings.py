@@ -337,6 +337,23 @@ class EngineSettings(StrictModel):
     trust_remote_code: bool = Field(
         False, description="Passed to the model loaders.", json_schema_extra=CHANGES_OUTPUT
     )
+    placement: Literal["auto", "server", "worker"] = Field(
+        "auto",
+        description="Where the engine runs. server: in one engine server process per GPU "
+        "(per executor without GPUs), started by the first task given that GPU and reached over "
+        "a Unix socket; it outlives Spark's idle Python workers, so a model loads once per GPU "
+        "per run. worker: inside the Spark Python worker, rebuilt whenever Spark stops an idle "
+        "worker (~60 s after an action). auto: server when Spark assigns the task a GPU, else "
+        "worker (docs/CLUSTER.md).",
+        json_schema_extra=KEEPS_OUTPUT,
+    )
+    server_idle_timeout_s: float = Field(
+        1800.0, gt=0,
+        description="An engine server that no task has used for this long shuts down: a "
+        "backstop, as it also stops when its executor exits. Keep it above the longest gap "
+        "between chunks (commit and write-back), or the next chunk loads the model again.",
+        json_schema_extra=KEEPS_OUTPUT,
+    )
     vllm: VllmSettings | None = Field(
         None, description="vLLM-only settings; filled with defaults when backend is vllm."
     )

@@ -29,16 +29,15 @@ import yaml
 from tests.cluster_fakes import PINNING_LOG_ENV, make_where_engine, read_pinning_log
 from tests.command_logs import failure_report
 from tests.conftest import describe_config
-from tests.standalone import StandaloneCluster, clean_env, start_cluster
+from tests.standalone import StandaloneCluster, start_cluster, submit_describe, table_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 REPO = Path(__file__).resolve().parents[2]
 ARCHIVE = REPO / "build" / "dist" / "candid-env-executor.tar.gz"
 GPU_PROFILE = REPO / "conf" / "spark" / "gpu-cluster.yaml"
-# Compared between the cluster run and the in-process run: everything but when and by which run.
-COMPARED = ("image_id", "status", "description", "finish_reason", "prompt_tokens",
-            "completion_tokens", "guardrail_flags", "prompt_hash", "run_fingerprint",
-            "orig_width", "orig_height", "visual_tokens", "attempts")
+# The driver runs this checkout (the venv may have another one installed in editable mode);
+# the executors get only the archive and the tests zip.
+DRIVER_ENV = {"PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(scope="module")
@@ -95,29 +94,6 @@ def _cluster_config(tmp: Path, cluster: StandaloneCluster, archive: Path, pinnin
     return path
 
 
-def _submit(config: Path, py_files: Path, cluster: StandaloneCluster, *extra: str):
-    env = clean_env()
-    args = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "submit-args", "--config", str(config)],
-        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-        check=True,
-    ).stdout.split()
-    submit = Path(sys.executable).with_name("spark-submit")
-    done = subprocess.run(
-        [str(submit), *args, *extra, "--py-files", str(py_files),
-         str(REPO / "tests" / "cluster_job.py"), "describe", "--config", str(config)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=420,
-    )
-    return args, done
-
-
-def _rows(spark, table: str) -> list[tuple]:
-    from jobs.tables.delta_io import read_table
-
-    frame = read_table(spark, table).select(*COMPARED).orderBy("image_id")
-    return [tuple(row) for row in frame.collect()]
-
-
 @pytest.mark.timeout(900)
 def test_pinned_executors_from_the_packed_environment_match_the_local_run(
     spark, sample_images, tmp_path, archive, cluster, tests_zip,
@@ -136,7 +112,7 @@ def test_pinned_executors_from_the_packed_environment_match_the_local_run(
     pinning_log = tmp_path / "pinning.jsonl"
     config = _cluster_config(tmp_path, cluster, archive, pinning_log, local.input_table)
 
-    args, done = _submit(config, tests_zip, cluster)
+    args, done = submit_describe(config, py_files=tests_zip, env=DRIVER_ENV)
 
     assert done.returncode == 0, failure_report(done.stdout, done.stderr) + cluster.log_tail()
     assert "statuses: ok=8" in done.stdout
@@ -160,9 +136,9 @@ def test_pinned_executors_from_the_packed_environment_match_the_local_run(
     assert {r["instance"] for r in calls} == {r["instance"] for r in builds}
 
     run_describe(local, spark, make_engine=make_where_engine)
-    cluster_rows = _rows(spark, str(tmp_path / "results"))
+    cluster_rows = table_rows(spark, str(tmp_path / "results"))
     assert len(cluster_rows) == 8
-    assert cluster_rows == _rows(spark, local.results_table)
+    assert cluster_rows == table_rows(spark, local.results_table)
 
 
 @pytest.mark.timeout(300)
@@ -175,8 +151,9 @@ def test_tasks_sharing_a_gpu_stop_on_the_driver_before_any_engine(
 
     # Added after submit-args' options, as a user would: two cores and half a GPU per task, so
     # two tasks of one executor would share its GPU. The command line wins over the config.
-    _, done = _submit(config, tests_zip, cluster, "--conf", "spark.executor.cores=2",
-                      "--conf", "spark.task.resource.gpu.amount=0.5")
+    _, done = submit_describe(config, "--conf", "spark.executor.cores=2",
+                              "--conf", "spark.task.resource.gpu.amount=0.5", py_files=tests_zip,
+                              env=DRIVER_ENV)
 
     assert done.returncode == 2, failure_report(done.stdout, done.stderr)
     # spark-submit merges the Python driver's stderr into its stdout.

@@ -49,6 +49,7 @@ KEPT = {
     "engine.vllm.enable_prefix_caching": "false", "engine.vllm.gpu_memory_utilization": "0.5",
     "images.max_file_bytes": "10", "images.low_visibility_max_side": "9",
     "prompt.register_in_mlflow": "false", "input.filter": "x = 1", "replace": "true",
+    "engine.placement": "server", "engine.server_idle_timeout_s": "60",
 }
 
 

@@ -1,10 +1,12 @@
 """The thin adapter between Spark's ``mapInPandas`` and the executor runner
 (``udfs.runner.task.run_batches``), for every kind of task (describing, the audit).
 
-Per Python worker: pin the task's GPU (before CUDA is touched), re-batch Spark's Arrow batches
-into frames of the task's ``batch_size`` rows, then run the task on them with the worker's
-cached engine (``udfs.engines.cache``: the same cache for every task, so an audit reuses the
-describe job's engine when the settings match). All settings arrive in the task argument.
+Per task: re-batch Spark's Arrow batches into frames of the task's ``batch_size`` rows, then run
+the task on them with the engine its placement names: the engine server of the task's GPU
+(``udfs.engines.server``: one per GPU, outliving Python workers, so it never follows a reused
+worker onto the wrong GPU), or the worker's own cached engine (``udfs.engines.cache``, the GPU
+pinned before CUDA is touched; the same cache for every task, so an audit reuses the describe
+job's engine when the settings match). All settings arrive in the task argument.
 
 Why re-batch here rather than set ``spark.sql.execution.arrow.maxRecordsPerBatch``: Spark reads
 that conf on the driver when the query's ``MapInBatchExec.doExecute`` runs, from the session's
@@ -25,8 +27,10 @@ from functools import partial
 import pandas as pd
 
 from udfs.engines import cache
-from udfs.engines.gpu import pin_task_gpus
+from udfs.engines.gpu import pin_task_gpus, task_gpus, task_identity
 from udfs.engines.node_facts import verify_model_here
+from udfs.engines.server.client import ServerLink
+from udfs.engines.server.protocol import executor_process
 from udfs.engines.vllm_env import prepare_executor_env
 from udfs.runner.task import RunnerTask, StatsCallback, run_batches
 
@@ -77,10 +81,17 @@ def run_partition(
 ) -> Iterator[pd.DataFrame]:
     """One output row per input row of ``frames``, one output frame per frame, as given: the
     ``mapInPandas`` function from ``make_partition_fn`` hands it frames of ``task.batch_size``
-    rows."""
-    prepare_executor_env(task.engine.model)  # before CUDA or the engine loads
+    rows. The engine runs where ``task.engine.placement`` says (``uses_engine_server``)."""
+    prepare_executor_env(task.engine.model)  # before CUDA or the engine loads (and its server)
     if task.make_engine is None:  # an injected (test) engine's "model" is not a model
         verify_model_here(task.engine.model, task.engine.revision)
+    gpus = task_gpus()
+    if uses_engine_server(task.engine.placement, gpus):
+        link = ServerLink(task.engine, task.images, task.make_engine, gpus,
+                          owner=executor_process(), task=task_identity())
+        yield from run_batches(frames, task, get_engine=None, reset_engine=link.reset,
+                               on_stats=on_stats, connect=link.connect)
+        return
     pin_task_gpus()
     yield from run_batches(
         frames,
@@ -89,6 +100,12 @@ def run_partition(
         reset_engine=lambda: cache.discard_engine(task.engine, task.images, task.make_engine),
         on_stats=on_stats,
     )
+
+
+def uses_engine_server(placement: str, gpus: tuple[str, ...] | None) -> bool:
+    """Whether a task runs its requests on its slot's engine server (``server``; ``auto`` when
+    Spark gave the task a GPU) rather than on an engine inside its Python worker."""
+    return placement == "server" or (placement == "auto" and gpus is not None)
 
 
 def make_partition_fn(task: RunnerTask, on_stats: StatsCallback | None = None) -> PartitionFn:

@@ -20,12 +20,12 @@ from typing import ClassVar
 import pandas as pd
 from pydantic import Field
 
-from udfs.engines.base import Engine
+from udfs.engines.base import Engine, RequestStream
 from udfs.engines.cache import EngineFactory
 from udfs.engines.stream import open_stream
 from udfs.images.prepare import load_image
 from udfs.runner.feed_stats import FeedStats
-from udfs.runner.feeding import RowOutcome, RowPlan, feed_frames
+from udfs.runner.feeding import Connect, RowOutcome, RowPlan, feed_frames
 from udfs.settings import (
     BatchSize,
     EngineSettings,
@@ -68,9 +68,10 @@ class RunnerTask(StrictModel):
 def run_batches(
     batches: Iterator[pd.DataFrame],
     task: RunnerTask,
-    get_engine: EngineProvider,
+    get_engine: EngineProvider | None,
     reset_engine: Callable[[], None] = lambda: None,
     on_stats: StatsCallback | None = None,
+    connect: Connect | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Run ``task`` on every row of every batch; one output frame per input frame, in order.
 
@@ -81,12 +82,22 @@ def run_batches(
         get_engine: returns the (cached) engine; only called once a request is ready.
         reset_engine: discards the engine after a fatal error so ``get_engine`` builds anew.
         on_stats: called once with the partition's ``FeedStats`` after the last frame.
+        connect: instead of ``get_engine``, returns a stream on an engine elsewhere (an engine
+            server, ``udfs.engines.server.client``).
     """
+    if connect is None:
+        engine_provider = get_engine
+
+        def connect() -> RequestStream:
+            if engine_provider is None:
+                raise ValueError("run_batches needs get_engine or connect")
+            return open_stream(engine_provider())
+
     stats = FeedStats()
     outcomes = feed_frames(
         _checked(batches, task.input_columns),
         task.plan,
-        connect=lambda: open_stream(get_engine()),
+        connect=connect,
         reset=reset_engine,
         load=partial(load_image, settings=task.images),
         prep_threads=task.prep_threads,
