@@ -118,8 +118,13 @@ def engine_output(
 def engine_tasks(spark: SparkSession, run: DescribeRun) -> int:
     """Tasks per chunk: ``partitions``, or ``tasks_per_slot`` per task slot (GPU), so that an
     engine that is done with its share takes the next task and the chunk's tail is short."""
-    slots = spark.sparkContext.defaultParallelism
-    return run.config.partitions or slots * run.config.tasks_per_slot
+    if run.config.partitions:
+        return run.config.partitions
+    context = spark.sparkContext
+    # Default parallelism counts executor cores; a GPU task takes spark.task.cpus of them.
+    cpus_per_task = int(context.getConf().get("spark.task.cpus", "1"))
+    slots = max(1, context.defaultParallelism // cpus_per_task)
+    return slots * run.config.tasks_per_slot
 
 
 class LiveRows:
