@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 from contextlib import closing
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from jobs.commandline.console import Reporter
 from jobs.commandline.progress import (
@@ -24,12 +25,14 @@ from jobs.commandline.progress import (
     polling,
 )
 from jobs.describe.commit import CommittedChunk, commit_staged, stage_chunk, staging_table_for
+from jobs.describe.ledger import TaskLedger
 from jobs.describe.pending import Chunk, split_chunks
 from jobs.describe.pipeline import PIPELINED_DEPTH, ChunkPipeline
 from jobs.describe.start import DescribeRun, DescribeSummary
 from jobs.describe.write_back import write_back_chunk
 from udfs.outputs.structured import structured_columns
 from udfs.runner.describe import result_schema_ddl
+from udfs.runner.feed_stats import task_record
 from udfs.runner.feeding import FeedStats, engine_metrics
 from udfs.runner.spark_udf import make_partition_fn
 
@@ -54,6 +57,7 @@ def describe_chunks(
         f"{summary.rows_to_describe} to describe in {summary.chunks} chunk(s)"
     )
     progress = LiveRows(reporter.rows(summary.rows_to_describe, "describe"), summary)
+    run.ledger.slots = engine_slots(spark)
     pipeline = ChunkPipeline(
         spark, run.task.run_id, lambda chunk: run_engine_stage(spark, run, chunk, progress),
         depth=PIPELINED_DEPTH if run.config.pipeline_chunks else 1,
@@ -65,27 +69,47 @@ def describe_chunks(
             done = commit_staged(
                 spark, run.scope.table, run.task.run_id, chunk.index, sample_rows=wanted
             )
-            progress.committed(chunk.index, done, engine)
+            progress.committed(chunk.index, done, engine.stats)
             if done.sample is not None:
                 run.samples.append(done.sample)
-            run.tracker.log_metrics(engine_metrics(engine, prefix="chunk."), step=chunk.index)
+            log_chunk_costs(run, chunk, engine)
             write_back_chunk(spark, run, chunk)
     progress.close()
 
 
+@dataclass
+class EngineStage:
+    """What one chunk's engine stage reported: its feeding stats summed over its tasks, and
+    each task's record (``udfs.runner.feed_stats.task_record``)."""
+
+    stats: FeedStats
+    tasks: list[dict[str, Any]]
+
+
+def log_chunk_costs(run: DescribeRun, chunk: Chunk, engine: EngineStage) -> None:
+    """The chunk's feeding figures and cost ledger to MLflow (step = chunk); its tasks join
+    the run's ledger."""
+    ledger = TaskLedger(slots=run.ledger.slots)
+    ledger.add_tasks(engine.tasks)
+    run.ledger.add_tasks(engine.tasks)
+    run.tracker.log_metrics({**engine_metrics(engine.stats, prefix="chunk."),
+                             **ledger.metrics(prefix="chunk.")}, step=chunk.index)
+
+
 def run_engine_stage(
     spark: SparkSession, run: DescribeRun, chunk: Chunk, progress: LiveRows
-) -> FeedStats:
+) -> EngineStage:
     """Run the engine on one chunk into its staging partition (the only action that evaluates
     the rows); while it runs, the progress line gets the statuses of the rows that finished
-    tasks described. Returns the chunk's feeding stats (summed over its partitions)."""
+    tasks described."""
     counts = spark.sparkContext.accumulator({}, StatusCountsParam())
     feeding = spark.sparkContext.accumulator([], ListParam())
     described = engine_output(spark, run, chunk, counts, feeding)
     report = progress.counting(chunk.index)
     with polling(lambda: dict(counts.value), report):
         stage_chunk(described, staging_table_for(run.scope.table), run.task.run_id, chunk.index)
-    return FeedStats.combined(FeedStats.from_dict(part) for part in feeding.value)
+    tasks = list(feeding.value)
+    return EngineStage(FeedStats.combined(FeedStats.from_dict(t) for t in tasks), tasks)
 
 
 def engine_output(
@@ -95,7 +119,7 @@ def engine_output(
     through the engine, with the columns the results table adds."""
     from pyspark.sql import functions as F
 
-    describe = make_partition_fn(run.task, on_stats=lambda stats: feeding.add([stats.to_dict()]))
+    describe = make_partition_fn(run.task, on_stats=lambda stats: feeding.add([task_record(stats)]))
     rows = chunk.rows
     described = (
         rows.select("image_id", "path", "attempts")
@@ -118,13 +142,15 @@ def engine_output(
 def engine_tasks(spark: SparkSession, run: DescribeRun) -> int:
     """Tasks per chunk: ``partitions``, or ``tasks_per_slot`` per task slot (GPU), so that an
     engine that is done with its share takes the next task and the chunk's tail is short."""
-    if run.config.partitions:
-        return run.config.partitions
+    return run.config.partitions or engine_slots(spark) * run.config.tasks_per_slot
+
+
+def engine_slots(spark: SparkSession) -> int:
+    """Engine tasks that run at once: one per GPU (Spark's default parallelism counts
+    executor cores, and a GPU task takes ``spark.task.cpus`` of them)."""
     context = spark.sparkContext
-    # Default parallelism counts executor cores; a GPU task takes spark.task.cpus of them.
     cpus_per_task = int(context.getConf().get("spark.task.cpus", "1"))
-    slots = max(1, context.defaultParallelism // cpus_per_task)
-    return slots * run.config.tasks_per_slot
+    return max(1, context.defaultParallelism // cpus_per_task)
 
 
 class LiveRows:

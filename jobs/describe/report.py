@@ -61,6 +61,7 @@ def log_run(spark: SparkSession, run: DescribeRun) -> None:
         **{f"status.{k}": v for k, v in summary.tally.statuses.items()},
         **{f"flag_rate.{k}": v for k, v in summary.tally.flag_rates().items()},
         **engine_metrics(summary.engine),
+        **run.ledger.metrics(),
     })
     tracker.log_text(yaml.safe_dump(prompt.model_dump(mode="json"), sort_keys=False),
                      f"prompt/{prompt.name}_{prompt.version}.yaml")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.config import ConfigError, DescribeConfig
 from jobs.describe.commit import ensure_tables, recover_staged
+from jobs.describe.ledger import TaskLedger
 from jobs.tables.delta_io import latest_version
 from jobs.tables.results import ResultScope, RetryPolicy
 from jobs.tracking.runs import RunTracker
@@ -111,6 +112,8 @@ class DescribeRun:
     tracker: RunTracker
     summary: DescribeSummary
     samples: list[Any] = field(default_factory=list)
+    # The engine tasks' cost ledger, chunk after chunk (jobs.describe.ledger).
+    ledger: TaskLedger = field(default_factory=TaskLedger)
 
     @property
     def fingerprint(self) -> str:
