@@ -166,18 +166,21 @@ def run_mode(spark, args, corpus_manifest: Path, workdir: Path, mode: str) -> di
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rows: about 4 minutes")
+    parser.add_argument("--quick", action="store_true",
+                        help="1,500 rows in tasks of 50 (one per GPU per chunk): about 4 minutes")
     parser.add_argument("--engines", type=int, default=3)
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--chunks", type=int, default=10)
     parser.add_argument("--capacity", type=int, default=8, help="requests per engine at once")
-    parser.add_argument("--service-s", type=float, default=0.4, help="seconds per request")
+    parser.add_argument("--service-s", type=float, default=1.0, help="seconds per request")
     parser.add_argument("--slow", type=float, default=1.3, help="the last GPU's slowdown")
-    parser.add_argument("--tasks-per-slot", type=int, default=4)
+    parser.add_argument("--tasks-per-slot", type=int, default=None,
+                        help="engine tasks per GPU per chunk (default 1 with --quick, else 2)")
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "bench-fleet")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     args.rows = args.rows or (1500 if args.quick else 6000)
+    args.tasks_per_slot = args.tasks_per_slot or (1 if args.quick else 2)
     workdir = args.workdir.resolve()
     shutil.rmtree(workdir / "tables", ignore_errors=True)
     corpus = make_corpus(Params(rows=args.rows, ingest_rows=(args.rows,), thumbnails=50,

@@ -12,6 +12,7 @@ to the progress line, and they add up to the run's figures.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,14 +26,14 @@ from jobs.commandline.progress import (
     polling,
 )
 from jobs.describe.commit import CommittedChunk, commit_staged, stage_chunk, staging_table_for
-from jobs.describe.ledger import TaskLedger
+from jobs.describe.ledger import TaskLedger, engine_note, per_engine_metrics
 from jobs.describe.pending import Chunk, split_chunks
 from jobs.describe.pipeline import PIPELINED_DEPTH, ChunkPipeline
 from jobs.describe.start import DescribeRun, DescribeSummary
 from jobs.describe.write_back import write_back_chunk
 from udfs.outputs.structured import structured_columns
 from udfs.runner.describe import result_schema_ddl
-from udfs.runner.feed_stats import task_record
+from udfs.runner.feed_stats import ENGINE_KEY, task_record
 from udfs.runner.feeding import FeedStats, engine_metrics
 from udfs.runner.spark_udf import make_partition_fn
 
@@ -93,7 +94,8 @@ def log_chunk_costs(run: DescribeRun, chunk: Chunk, engine: EngineStage) -> None
     ledger.add_tasks(engine.tasks)
     run.ledger.add_tasks(engine.tasks)
     run.tracker.log_metrics({**engine_metrics(engine.stats, prefix="chunk."),
-                             **ledger.metrics(prefix="chunk.")}, step=chunk.index)
+                             **ledger.metrics(prefix="chunk."),
+                             **per_engine_metrics(engine.tasks)}, step=chunk.index)
 
 
 def run_engine_stage(
@@ -106,7 +108,7 @@ def run_engine_stage(
     feeding = spark.sparkContext.accumulator([], ListParam())
     described = engine_output(spark, run, chunk, counts, feeding)
     report = progress.counting(chunk.index)
-    with polling(lambda: dict(counts.value), report):
+    with polling(lambda: (dict(counts.value), list(feeding.value)), report):
         stage_chunk(described, staging_table_for(run.scope.table), run.task.run_id, chunk.index)
     tasks = list(feeding.value)
     return EngineStage(FeedStats.combined(FeedStats.from_dict(t) for t in tasks), tasks)
@@ -162,14 +164,19 @@ class LiveRows:
         self._progress = progress
         self._summary = summary
         self._live: dict[int, dict[str, int]] = {}
+        self._tasks: dict[str, dict] = {}  # engine -> its latest finished task's record
+        self._busy = ""
         self._lock = threading.Lock()
 
-    def counting(self, chunk: int):
-        """The statuses reporter of one chunk's engine stage."""
+    def counting(self, chunk: int) -> Callable[[tuple[dict[str, int], list[dict]]], None]:
+        """The reporter of one chunk's engine stage: the statuses and the task records of
+        its finished tasks so far."""
 
-        def report(counts: dict[str, int]) -> None:
+        def report(seen: tuple[dict[str, int], list[dict]]) -> None:
+            counts, tasks = seen
             with self._lock:
                 self._live[chunk] = counts
+                self._tasks.update((t[ENGINE_KEY], t) for t in tasks)  # latest per engine
                 self._render()
 
         return report
@@ -182,14 +189,16 @@ class LiveRows:
             summary.tally += done.tally
             summary.rows_processed += done.tally.rows
             summary.engine = FeedStats.combined([summary.engine, engine])
-            self._render(note=f"engine busy {summary.engine.busy_fraction:.0%}")
+            self._busy = f"engine busy {summary.engine.busy_fraction:.0%}"
+            self._render()
 
     def close(self) -> None:
         self._progress.close()
 
-    def _render(self, note: str | None = None) -> None:
+    def _render(self) -> None:
         done = sum(sum(counts.values()) for counts in self._live.values())
         ok = sum(counts.get("ok", 0) for counts in self._live.values())
         summary = self._summary
+        note = "; ".join(p for p in (self._busy, engine_note(self._tasks.values())) if p)
         self._progress.update(summary.rows_processed + done, summary.tally.ok + ok,
                               summary.tally.errors + done - ok, note=note)

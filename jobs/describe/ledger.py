@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from udfs.runner.feed_stats import ENDED_AT_KEY, ENGINE_KEY
+from udfs.runner.feed_stats import ENDED_AT_KEY, ENGINE_KEY, FeedStats
 
 Interval = tuple[float, float]
 
@@ -89,3 +89,41 @@ def merged(spans: Iterable[Interval]) -> list[Interval]:
         else:
             out.append((start, end))
     return out
+
+
+def per_engine(records: Iterable[Mapping[str, Any]]) -> dict[str, FeedStats]:
+    """The tasks' stats summed per engine (Python worker)."""
+    tasks: dict[str, list[FeedStats]] = {}
+    for record in records:
+        tasks.setdefault(str(record[ENGINE_KEY]), []).append(FeedStats.from_dict(record))
+    return {engine: FeedStats.combined(stats) for engine, stats in sorted(tasks.items())}
+
+
+def engine_note(records: Iterable[Mapping[str, Any]]) -> str:
+    """Live figures per engine for the progress line, from its finished tasks: requests in
+    flight (mean), KV-cache usage (mean) and preemptions, where the engine reports them."""
+    parts = []
+    for engine, stats in per_engine(records).items():
+        part = f"{engine.rsplit(':', 1)[-1]}: {stats.in_flight_mean:.1f} in flight"
+        if stats.kv_cache_usage_mean is not None:
+            part += f", KV cache {stats.kv_cache_usage_mean:.0%}"
+        if stats.preemptions is not None:
+            part += f", {stats.preemptions} preempted"
+        parts.append(part)
+    return "; ".join(parts)
+
+
+def per_engine_metrics(records: Iterable[Mapping[str, Any]], prefix: str = "engine.") -> dict[
+        str, float]:
+    """The same figures per engine for MLflow (``engine.<host>-<pid>.<figure>``), plus its
+    images/s."""
+    figures: dict[str, float] = {}
+    for engine, stats in per_engine(records).items():
+        name = f"{prefix}{engine.replace(':', '-')}."
+        figures[name + "images_per_s"] = stats.images_per_s
+        figures[name + "in_flight_mean"] = stats.in_flight_mean
+        if stats.kv_cache_usage_mean is not None:
+            figures[name + "kv_cache_usage_mean"] = stats.kv_cache_usage_mean
+        if stats.preemptions is not None:
+            figures[name + "preemptions"] = float(stats.preemptions)
+    return figures

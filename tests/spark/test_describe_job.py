@@ -95,6 +95,12 @@ def test_mlflow_run_has_params_metrics_and_artifacts(described):
     # GPU-seconds count both slots, busy or not.
     assert metrics["gpu_s_per_1000_images"] == pytest.approx(
         2 * 1000 / (metrics["images_per_s_per_engine"] * metrics["engines"]))
+    # vLLM's live figures per engine (Python worker): KV cache in use, requests in flight.
+    per_engine = {k: v for k, v in metrics.items() if k.startswith("engine.")}
+    kv_per_engine = [v for k, v in per_engine.items() if k.endswith(".kv_cache_usage_mean")]
+    assert kv_per_engine and all(0 < v <= 1 for v in kv_per_engine)
+    assert all(v > 0 for k, v in per_engine.items() if k.endswith(".in_flight_mean"))
+    assert {v for k, v in per_engine.items() if k.endswith(".preemptions")} == {0}
     artifacts = {a.path for a in client.list_artifacts(first.run_id)}
     assert {"config.yaml", "summary.json", "prompt", "samples"} <= artifacts
     prompt_files = {a.path for a in client.list_artifacts(first.run_id, "prompt")}

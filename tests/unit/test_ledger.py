@@ -52,3 +52,28 @@ def test_a_task_record_names_its_engine_and_end():
     host, pid = record[ENGINE_KEY].rsplit(":", 1)
     assert host and int(pid) > 0 and record[ENDED_AT_KEY] > 0
     assert FeedStats.from_dict(record).rows == 3  # the extra keys do not disturb the stats
+
+
+def _live(engine: str, in_flight_s: float, kv_s: float | None, preempted: int | None) -> dict:
+    stats = FeedStats(rows=10, wall_s=2.0, in_flight_s=in_flight_s, engine_sampled_s=2.0,
+                      kv_cache_usage_s=kv_s or 0.0, preemptions=preempted)
+    return {**stats.to_dict(), ENGINE_KEY: engine, ENDED_AT_KEY: 1.0}
+
+
+def test_live_figures_per_engine_for_the_progress_line_and_mlflow():
+    from jobs.describe.ledger import engine_note, per_engine_metrics
+
+    records = [_live("node1:11", 16.0, 1.0, 2), _live("node1:22", 6.0, 0.5, 0)]
+    assert engine_note(records) == (
+        "11: 8.0 in flight, KV cache 50%, 2 preempted; 22: 3.0 in flight, KV cache 25%, "
+        "0 preempted")
+    metrics = per_engine_metrics(records)
+    assert metrics["engine.node1-11.in_flight_mean"] == 8.0
+    assert metrics["engine.node1-22.kv_cache_usage_mean"] == 0.25
+    assert metrics["engine.node1-11.preemptions"] == 2.0
+    assert metrics["engine.node1-22.images_per_s"] == 5.0
+    # A batch-wise engine reports no scheduler figures: none are made up.
+    plain = {**FeedStats(rows=4, wall_s=1.0).to_dict(), ENGINE_KEY: "h:1", ENDED_AT_KEY: 1.0}
+    assert engine_note([plain]) == "1: 0.0 in flight"
+    assert set(per_engine_metrics([plain])) == {"engine.h-1.images_per_s",
+                                                "engine.h-1.in_flight_mean"}
