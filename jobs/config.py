@@ -348,6 +348,12 @@ class DescribeConfig(StrictModel):
     run_name: str | None = Field(
         None, description="MLflow run name; default derived.", json_schema_extra=KEEPS_OUTPUT
     )
+    plan_run: str | None = Field(
+        None,
+        description="MLflow run id of a `candid plan` (`candid describe --plan RUN`): the run "
+        "logs and prints its actual figures against the planned ones.",
+        json_schema_extra=KEEPS_OUTPUT,
+    )
 
     _absolute_tables = field_validator("input_table", "results_table")(absolute_table_ref)
 

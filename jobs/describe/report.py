@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
+from jobs.cluster.capacity_plan import actual_vs_plan
 from jobs.describe.start import DescribeRun, DescribeSummary
 from jobs.tracking.redaction import redact, redact_text
 from udfs.fingerprint import fingerprint_inputs
@@ -63,6 +64,10 @@ def log_run(spark: SparkSession, run: DescribeRun) -> None:
         **engine_metrics(summary.engine),
         **run.ledger.metrics(),
     })
+    if config.plan_run:
+        ratios, summary.vs_plan = actual_vs_plan(
+            run.ledger.metrics(), tracker.metrics(config.plan_run), config.plan_run)
+        tracker.log_metrics(ratios)
     tracker.log_text(yaml.safe_dump(prompt.model_dump(mode="json"), sort_keys=False),
                      f"prompt/{prompt.name}_{prompt.version}.yaml")
     tracker.log_text(prompt.user_text(), f"prompt/{prompt.name}_{prompt.version}_user.txt")

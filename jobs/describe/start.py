@@ -68,6 +68,8 @@ class DescribeSummary:
     # The executors' feeding stats over every chunk (engine-busy time, tokens).
     engine: FeedStats = field(default_factory=FeedStats)
     tracking_failures: list[str] = field(default_factory=list)
+    # Actual against planned figures, when the run names a plan (``plan_run``).
+    vs_plan: list[str] = field(default_factory=list)
     registered_prompt: str | None = None
 
     @property
