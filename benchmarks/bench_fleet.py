@@ -11,8 +11,8 @@ and once with ``true``, on fresh tables, in the same run.
 Reported per mode: fleet utilization = engine-busy seconds / (engines x wall time from the
 first request to the last result), busy being slot-time / capacity; engine builds per GPU; the
 tail share (time with fewer than all engines busy); the run's wall time; and a profile of
-the idle GPU-seconds: while no engine stage was running (the driver's commits) and while one
-was (feeding gaps, task starts, the tail of a chunk).
+the engine-seconds not busy: with every engine idle (the GPUs wait for the driver), with some
+idle (a chunk's tail, a slow GPU), with free slots (a task's ramp-up and drain).
 
 Run: ``.venv/bin/python benchmarks/bench_fleet.py [--quick]`` (writes
 ``benchmarks/results/fleet.json``; the last line is ``fleet utilization X``, pipelined).
@@ -26,9 +26,8 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402 - after the thread settings above, on purpose
+import importlib  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
-import re  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -45,20 +44,6 @@ from benchmarks.fleet_engine import fleet_figures, fleet_model, read_records  # 
 
 OUT = REPO / "benchmarks" / "results" / "fleet.json"
 GPU_PROFILE = REPO / "conf" / "spark" / "gpu-cluster.yaml"
-MARKER = re.compile(r"chunk (\d+): (engine stage started|staged|merged)")
-
-
-class Markers(logging.Handler):
-    """The run's own chunk markers (``candid.pipeline``, ``candid.staging``), time-stamped."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.events: list[tuple[float, int, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        found = MARKER.match(record.getMessage())
-        if found:
-            self.events.append((record.created, int(found.group(1)), found.group(2)))
 
 
 def start_spark(url: str, engines: int, workdir: Path):
@@ -109,29 +94,6 @@ def describe_config(args, tables: Path, mode: str, log_dir: Path):
     })
 
 
-def idle_profile(markers: list[tuple[float, int, str]], figures: dict[str, Any],
-                 engines: int, first: float, last: float) -> dict[str, float]:
-    """Idle GPU-seconds between the first request and the last result, split by whether an
-    engine stage (a Spark job) was running at all: without one the GPUs wait for the driver."""
-    stages: dict[int, list[float]] = {}
-    for moment, chunk, what in markers:
-        if what == "engine stage started":
-            stages.setdefault(chunk, [moment, last])
-        elif what == "staged" and chunk in stages:
-            stages[chunk][1] = moment
-    covered, end = 0.0, first
-    for start, stop in sorted(stages.values()):
-        start, stop = max(start, end), min(stop, last)
-        if stop > start:
-            covered += stop - start
-            end = stop
-    wall = last - first
-    idle = engines * wall - sum(figures["busy_s_per_gpu"].values())
-    no_stage = engines * (wall - covered)
-    return {"idle_gpu_s": round(idle, 1), "idle_gpu_s_no_engine_stage": round(no_stage, 1),
-            "idle_gpu_s_inside_engine_stages": round(idle - no_stage, 1)}
-
-
 def run_mode(spark, args, corpus_manifest: Path, workdir: Path, mode: str) -> dict[str, Any]:
     from jobs.config import IngestConfig
     from jobs.describe.run import run_describe
@@ -142,32 +104,25 @@ def run_mode(spark, args, corpus_manifest: Path, workdir: Path, mode: str) -> di
     config = describe_config(args, tables, mode, log_dir)
     run_ingest(IngestConfig(source=str(corpus_manifest), table=config.input_table,
                             hash_content=False), spark)
-    markers = Markers()
-    logging.getLogger("candid").addHandler(markers)
-    logging.getLogger("candid").setLevel(logging.INFO)
-    factory = __import__("benchmarks.fleet_engine", fromlist=["x"]).make_paced_engine
+    # By its importable name, also when this file runs as __main__: pickled by reference.
+    factory = importlib.import_module("benchmarks.fleet_engine").make_paced_engine
     started = time.time()
-    try:
-        summary = run_describe(config, spark, make_engine=factory)
-    finally:
-        logging.getLogger("candid").removeHandler(markers)
+    summary = run_describe(config, spark, make_engine=factory)
     seconds = time.time() - started
-    records = read_records(log_dir)
-    figures = fleet_figures(records, args.engines)
-    spans = [s for r in records if r["event"] == "served" for s in r["requests"]]
-    first, last = min(s for s, _ in spans), max(e for _, e in spans)
     return {
         "mode": "pipelined" if mode == "on" else "serial", "rows": summary.rows_processed,
         "chunks": summary.chunks, "statuses": summary.tally.statuses,
-        "run_seconds": round(seconds, 1), **figures,
-        "profile": idle_profile(markers.events, figures, args.engines, first, last),
+        "run_seconds": round(seconds, 1), **fleet_figures(read_records(log_dir), args.engines),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="1,500 rows in tasks of 50 (one per GPU per chunk): about 4 minutes")
+                        help="1,500 rows in tasks of 50 (one per GPU per chunk), pipelined only "
+                        "(unless --modes says otherwise): about 4 minutes")
+    parser.add_argument("--modes", default=None,
+                        help="off,on (default; --quick: on): pipeline_chunks false and true")
     parser.add_argument("--engines", type=int, default=3)
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--chunks", type=int, default=10)
@@ -181,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.rows = args.rows or (1500 if args.quick else 6000)
     args.tasks_per_slot = args.tasks_per_slot or (1 if args.quick else 2)
+    args.modes = args.modes or ("on" if args.quick else "off,on")
     workdir = args.workdir.resolve()
     shutil.rmtree(workdir / "tables", ignore_errors=True)
     corpus = make_corpus(Params(rows=args.rows, ingest_rows=(args.rows,), thumbnails=50,
@@ -193,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         spark = start_spark(cluster.url, args.engines, workdir)
         try:
             modes = [run_mode(spark, args, corpus.manifests[args.rows], workdir, mode)
-                     for mode in ("off", "on")]
+                     for mode in args.modes.split(",")]
         finally:
             spark.stop()
     finally:

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from jobs.describe.ledger import tail_seconds
+from jobs.describe.ledger import merged, tail_seconds
 from udfs.engines.base import Engine, Generation, Request, RequestStream, StreamResult
 
 _instances = itertools.count()
@@ -178,6 +178,7 @@ def fleet_figures(records: Iterable[dict[str, Any]], engines: int) -> dict[str, 
         "requests_per_gpu": {gpu: len(s) for gpu, s in sorted(spans.items())},
         "builds_per_gpu": dict(sorted(builds.items())),
         "tail_share": round(_idle_engines_s(spans, engines, start, end) / wall, 4),
+        "profile": _idle_profile(spans, busy, engines, start, end),
     }
 
 
@@ -189,3 +190,21 @@ def _idle_engines_s(spans: dict[str, list[list[float]]], engines: int, start: fl
     if len(intervals) < engines:
         return end - start
     return tail_seconds(intervals, engines)
+
+
+def _idle_profile(spans: dict[str, list[list[float]]], busy: dict[str, float], engines: int,
+                  start: float, end: float) -> dict[str, float]:
+    """Where the engine-seconds that were not busy went: no engine had a request (the GPUs
+    waited for the driver: commits, job starts); some engines had none while others did (a
+    chunk's tail, a slow GPU, task starts); an engine had requests but free slots (a task's
+    ramp-up and drain, feeding gaps)."""
+    active = {gpu: sum(e - s for s, e in merged((s, e) for s, e in gpu_spans))
+              for gpu, gpu_spans in spans.items()}
+    intervals = {gpu: [(s, e) for s, e in gpu_spans] for gpu, gpu_spans in spans.items()}
+    none_busy = tail_seconds(intervals, 1)  # time with fewer than one engine holding a request
+    idle = engines * (end - start) - sum(active.values())
+    return {
+        "idle_engine_s_all_engines_idle": round(engines * none_busy, 1),
+        "idle_engine_s_some_engines_idle": round(idle - engines * none_busy, 1),
+        "underfilled_slots_engine_s": round(sum(active.values()) - sum(busy.values()), 1),
+    }
