@@ -38,6 +38,7 @@ from udfs.runner.feeding import FeedStats, engine_metrics
 from udfs.runner.spark_udf import make_partition_fn
 
 if TYPE_CHECKING:
+    from pyspark import Accumulator
     from pyspark.sql import DataFrame, SparkSession
 
 
@@ -115,7 +116,8 @@ def run_engine_stage(
 
 
 def engine_output(
-    spark: SparkSession, run: DescribeRun, chunk: Chunk, counts, feeding
+    spark: SparkSession, run: DescribeRun, chunk: Chunk, counts: Accumulator,
+    feeding: Accumulator,
 ) -> DataFrame:
     """The chunk's result rows as a lazy DataFrame: its rows, spread over the engine tasks,
     through the engine, with the columns the results table adds."""
