@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the effective configuration (prompt, sampling, engine, images, feeding, "
         "fingerprint and its inputs) as YAML and exit; Spark is not started",
     )
+    describe.add_argument(
+        "--plan", metavar="RUN", default=None,
+        help="the MLflow run of a `candid plan`: report the actual images/s per engine and "
+        "GPU-seconds per 1,000 images against the planned ones",
+    )
 
     status = sub.add_parser("status", help="done / failed / pending rows, from Delta alone")
     add_config_args(status)
@@ -225,6 +230,8 @@ def _cmd_ingest(args: argparse.Namespace, context: Context) -> int:
 
 def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
     config = config_from(args)
+    if args.plan:
+        config = config.model_copy(update={"plan_run": args.plan})
     prepare_process_env()
     from jobs.tracking.prompt_store import resolve_prompt
 
@@ -293,14 +300,19 @@ def _cmd_compare(args: argparse.Namespace, context: Context) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace, context: Context) -> int:
-    from jobs.cluster.capacity_plan import measured_rate, plan_run
+    from jobs.cluster.capacity_plan import log_plan, measured_rate, plan_run
 
     config = config_from(args)
     plan_run(args.images, args.gpus, 1.0, args.chunk_minutes)  # the counts, before any I/O
     is_run_id = re.fullmatch(r"[0-9a-f]{32}", args.rate_from) is not None
     spark = None if is_run_id else context.spark(config.spark)
     rate, source = measured_rate(spark, args.rate_from, config.mlflow)
-    context.say(plan_run(args.images, args.gpus, rate, args.chunk_minutes).describe(source))
+    plan = plan_run(args.images, args.gpus, rate, args.chunk_minutes)
+    context.say(plan.describe(source))
+    logged = log_plan(plan, source, config.mlflow)
+    if logged:
+        context.say(f"plan logged to MLflow run {logged} (compare a run with "
+                    f"`candid describe --plan {logged}`)")
     return 0
 
 
@@ -380,6 +392,8 @@ def _print_describe_summary(summary, config: DescribeConfig, context: Context) -
         uri = redact_text(config.mlflow.tracking_uri)
         say(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")
         say(f"  browse: {browse_hint(config.mlflow.tracking_uri, summary.run_id)}")
+    for line in summary.vs_plan:
+        say(f"  {line}")
     for failure in summary.tracking_failures:
         say(f"  WARNING: {failure}")
 

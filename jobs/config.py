@@ -173,8 +173,23 @@ class DescribeConfig(StrictModel):
     max_waiting_images: MaxWaitingImages
     partitions: int | None = Field(
         None, ge=1,
-        description="Partitions per chunk; default: Spark's default parallelism (one per core "
-        "or GPU slot).",
+        description="Engine tasks per chunk; default: `tasks_per_slot` per task slot (Spark's "
+        "default parallelism: one per core or GPU).",
+        json_schema_extra=KEEPS_OUTPUT,
+    )
+    tasks_per_slot: int = Field(
+        4, ge=1,
+        description="Engine tasks per chunk and task slot (GPU), when `partitions` is not set. "
+        "More tasks: an engine done with its share takes another task, so a slower GPU holds "
+        "the others less at the chunk's end (docs/operations.md, \"Chunks, tasks and the "
+        "tail\"); each task also drains its engine once at its end.",
+        json_schema_extra=KEEPS_OUTPUT,
+    )
+    pipeline_chunks: bool = Field(
+        True,
+        description="Run the next chunk's engine stage while one commits (MERGE, staging "
+        "cleanup, write-back), in Spark FAIR scheduler pools: the GPUs do not wait for the "
+        "driver. Off: each chunk commits before the next one starts. Crash safety is the same.",
         json_schema_extra=KEEPS_OUTPUT,
     )
     chunk_size: int = Field(
@@ -214,6 +229,12 @@ class DescribeConfig(StrictModel):
     )
     run_name: str | None = Field(
         None, description="MLflow run name; default derived.", json_schema_extra=KEEPS_OUTPUT
+    )
+    plan_run: str | None = Field(
+        None,
+        description="MLflow run id of a `candid plan` (`candid describe --plan RUN`): the run "
+        "logs and prints its actual figures against the planned ones.",
+        json_schema_extra=KEEPS_OUTPUT,
     )
 
     _absolute_tables = field_validator("input_table", "results_table")(absolute_table_ref)

@@ -10,6 +10,10 @@ and Delta.
 One engine per GPU is assumed (the shipped GPU profile: one executor, one task, one GPU). The
 measured rate includes each worker's engine start; a long run amortises it, so the plan errs on
 the slow side.
+
+The plan is logged as an MLflow run of its own (``log_plan``: ``plan.*`` metrics); a describe
+run that names it (``candid describe --plan RUN``) logs and prints its actual figures against
+the planned ones (``actual_vs_plan``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 RATE_METRIC = "images_per_s_per_worker"
+# The figures a plan and a describe run's cost ledger (jobs.describe.ledger) both have.
+COMPARED = ("images_per_s_per_engine", "gpu_s_per_1000_images")
 # A chunk is the work a crash can lose and the interval between commits: 10-30 minutes of the
 # whole cluster's work keeps both the loss and the commit overhead small (docs/operations.md).
 DEFAULT_CHUNK_MINUTES = 15.0
@@ -133,3 +139,44 @@ def newest_run_id(spark: SparkSession, table: str) -> str:
     if newest is None:
         raise ConfigError(f"--rate-from: {table} has no described rows")
     return newest["run_id"]
+
+
+def plan_metrics(plan: RunPlan) -> dict[str, float]:
+    """The plan as MLflow metrics, named like a describe run's cost ledger where they match."""
+    return {
+        "plan.images": float(plan.images), "plan.gpus": float(plan.gpus),
+        "plan.images_per_s_per_engine": plan.rate_per_engine,
+        "plan.gpu_s_per_1000_images": 1000.0 / plan.rate_per_engine,
+        "plan.wall_hours": plan.wall_hours, "plan.gpu_hours": plan.gpu_hours,
+        "plan.chunk_size": float(plan.chunk_size), "plan.chunks": float(plan.chunks),
+    }
+
+
+def log_plan(plan: RunPlan, source: str, tracking: TrackingSettings) -> str | None:
+    """Log the plan as an MLflow run; its id, or None when tracking is off or failing."""
+    tracker = RunTracker(tracking)
+    run_id = tracker.start(f"plan {plan.images} images on {plan.gpus} GPUs",
+                           tags={"candid.job": "plan"})
+    if tracker.run_id is None:
+        return None
+    tracker.log_params({"images": plan.images, "gpus": plan.gpus, "rate_from": source,
+                        "chunk_minutes": plan.chunk_minutes})
+    tracker.log_metrics(plan_metrics(plan))
+    tracker.finish("FINISHED")
+    return run_id
+
+
+def actual_vs_plan(
+    actual: dict[str, float], planned: dict[str, float], plan_run: str
+) -> tuple[dict[str, float], list[str]]:
+    """Actual / planned for each compared figure both have: the ``vs_plan.*`` metrics and the
+    lines to print."""
+    ratios: dict[str, float] = {}
+    lines = []
+    for name in COMPARED:
+        want, got = planned.get(f"plan.{name}"), actual.get(name)
+        if want and got is not None:
+            ratios[f"vs_plan.{name}"] = got / want
+            lines.append(f"{name}: {got:.2f} actual vs {want:.2f} planned in run {plan_run} "
+                         f"({got / want:.0%})")
+    return ratios, lines

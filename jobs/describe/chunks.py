@@ -1,7 +1,8 @@
 """The engine step of a describe run: the rows to describe, in chunks, through the executors'
-engines (``mapInPandas`` with one cached engine per Python worker), each chunk committed by
-``jobs.describe.commit.commit_chunk`` before the next one starts, so a crash costs at most one
-chunk.
+engines (``mapInPandas`` with one cached engine per Python worker). Each chunk is staged by its
+engine stage, then committed (``jobs.describe.commit.commit_staged``) and written back, in chunk
+order, so a crash costs at most the uncommitted chunks. With ``pipeline_chunks`` the next
+chunks' engine stages run while one commits (``jobs.describe.pipeline``).
 
 Each partition's feeding stats (``udfs.runner.feeding.FeedStats``: engine-busy time, tokens, cached
 prompt tokens) come back through an accumulator; per chunk they go to MLflow (step = chunk) and
@@ -10,8 +11,11 @@ to the progress line, and they add up to the run's figures.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from contextlib import closing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from jobs.commandline.console import Reporter
 from jobs.commandline.progress import (
@@ -21,23 +25,28 @@ from jobs.commandline.progress import (
     counting_statuses,
     polling,
 )
-from jobs.describe.commit import CommittedChunk, commit_chunk
-from jobs.describe.pending import split_chunks
+from jobs.describe.commit import CommittedChunk, commit_staged, stage_chunk, staging_table_for
+from jobs.describe.ledger import TaskLedger, engine_note, per_engine_metrics
+from jobs.describe.pending import Chunk, split_chunks
+from jobs.describe.pipeline import PIPELINED_DEPTH, ChunkPipeline
 from jobs.describe.start import DescribeRun, DescribeSummary
 from jobs.describe.write_back import write_back_chunk
 from udfs.outputs.structured import structured_columns
 from udfs.runner.describe import result_schema_ddl
+from udfs.runner.feed_stats import ENGINE_KEY, task_record
 from udfs.runner.feeding import FeedStats, engine_metrics
 from udfs.runner.spark_udf import make_partition_fn
 
 if TYPE_CHECKING:
+    from pyspark import Accumulator
     from pyspark.sql import DataFrame, SparkSession
 
 
 def describe_chunks(
     spark: SparkSession, run: DescribeRun, rows: DataFrame, reporter: Reporter
 ) -> None:
-    """Describe ``rows`` chunk by chunk; the summary and the progress line follow each commit."""
+    """Describe ``rows`` chunk by chunk: engine stage (run ahead when pipelined), commit,
+    tally, write-back. The summary and the progress line follow each commit."""
     summary = run.summary
     summary.rows_to_describe = rows.count()
     chunks = split_chunks(
@@ -49,41 +58,79 @@ def describe_chunks(
         f"rows, {summary.rows_reused} copied from identical images, "
         f"{summary.rows_to_describe} to describe in {summary.chunks} chunk(s)"
     )
-    progress = reporter.rows(summary.rows_to_describe, "describe")
-    for chunk in chunks:
-        done, engine = describe_chunk(
-            spark, run, chunk.rows, chunk.index, _progress_updater(progress, summary)
-        )
-        summary.tally += done.tally
-        summary.rows_processed += done.tally.rows
-        summary.engine = FeedStats.combined([summary.engine, engine])
-        if done.sample is not None:
-            run.samples.append(done.sample)
-        run.tracker.log_metrics(engine_metrics(engine, prefix="chunk."), step=chunk.index)
-        progress.update(summary.rows_processed, summary.tally.ok, summary.tally.errors,
-                        note=f"engine busy {summary.engine.busy_fraction:.0%}")
-        write_back_chunk(spark, run, chunk)
+    progress = LiveRows(reporter.rows(summary.rows_to_describe, "describe"), summary)
+    run.ledger.slots = engine_slots(spark)
+    pipeline = ChunkPipeline(
+        spark, run.task.run_id, lambda chunk: run_engine_stage(spark, run, chunk, progress),
+        depth=PIPELINED_DEPTH if run.config.pipeline_chunks else 1,
+        index=lambda chunk: chunk.index,
+    )
+    with closing(pipeline.staged(chunks)) as staged:
+        for chunk, engine in staged:
+            wanted = run.config.mlflow.sample_rows - sum(len(s) for s in run.samples)
+            done = commit_staged(
+                spark, run.scope.table, run.task.run_id, chunk.index, sample_rows=wanted
+            )
+            progress.committed(chunk.index, done, engine.stats)
+            if done.sample is not None:
+                run.samples.append(done.sample)
+            log_chunk_costs(run, chunk, engine)
+            write_back_chunk(spark, run, chunk)
     progress.close()
 
 
-def describe_chunk(
-    spark: SparkSession, run: DescribeRun, rows: DataFrame, chunk: int,
-    on_counts: Callable[[dict[str, int]], None],
-) -> tuple[CommittedChunk, FeedStats]:
-    """Run the engine on one chunk and commit it; while it runs, ``on_counts`` gets the
-    statuses of the rows that finished tasks described. Returns what was committed and the
-    chunk's feeding stats (summed over its partitions)."""
-    from pyspark.sql import functions as F
+@dataclass
+class EngineStage:
+    """What one chunk's engine stage reported: its feeding stats summed over its tasks, and
+    each task's record (``udfs.runner.feed_stats.task_record``)."""
 
-    partitions = run.config.partitions or spark.sparkContext.defaultParallelism
+    stats: FeedStats
+    tasks: list[dict[str, Any]]
+
+
+def log_chunk_costs(run: DescribeRun, chunk: Chunk, engine: EngineStage) -> None:
+    """The chunk's feeding figures and cost ledger to MLflow (step = chunk); its tasks join
+    the run's ledger."""
+    ledger = TaskLedger(slots=run.ledger.slots)
+    ledger.add_tasks(engine.tasks)
+    run.ledger.add_tasks(engine.tasks)
+    run.tracker.log_metrics({**engine_metrics(engine.stats, prefix="chunk."),
+                             **ledger.metrics(prefix="chunk."),
+                             **per_engine_metrics(engine.tasks)}, step=chunk.index)
+
+
+def run_engine_stage(
+    spark: SparkSession, run: DescribeRun, chunk: Chunk, progress: LiveRows
+) -> EngineStage:
+    """Run the engine on one chunk into its staging partition (the only action that evaluates
+    the rows); while it runs, the progress line gets the statuses of the rows that finished
+    tasks described."""
     counts = spark.sparkContext.accumulator({}, StatusCountsParam())
     feeding = spark.sparkContext.accumulator([], ListParam())
-    describe = make_partition_fn(run.task, on_stats=lambda stats: feeding.add([stats.to_dict()]))
+    described = engine_output(spark, run, chunk, counts, feeding)
+    report = progress.counting(chunk.index)
+    with polling(lambda: (dict(counts.value), list(feeding.value)), report):
+        stage_chunk(described, staging_table_for(run.scope.table), run.task.run_id, chunk.index)
+    tasks = list(feeding.value)
+    return EngineStage(FeedStats.combined(FeedStats.from_dict(t) for t in tasks), tasks)
+
+
+def engine_output(
+    spark: SparkSession, run: DescribeRun, chunk: Chunk, counts: Accumulator,
+    feeding: Accumulator,
+) -> DataFrame:
+    """The chunk's result rows as a lazy DataFrame: its rows, spread over the engine tasks,
+    through the engine, with the columns the results table adds."""
+    from pyspark.sql import functions as F
+
+    describe = make_partition_fn(run.task, on_stats=lambda stats: feeding.add([task_record(stats)]))
+    rows = chunk.rows
     described = (
-        rows.select("image_id", "path", "attempts").repartition(partitions, "image_id")
+        rows.select("image_id", "path", "attempts")
+        .repartition(engine_tasks(spark, run), "image_id")
         .mapInPandas(counting_statuses(describe, counts), schema=result_schema_ddl())
         .withColumn("written_at", F.current_timestamp())
-        .withColumn("chunk", F.lit(chunk).cast("int"))
+        .withColumn("chunk", F.lit(chunk.index).cast("int"))
     )
     carried = run.config.input.extra_columns
     if carried:  # input columns the config carries into the results
@@ -93,23 +140,67 @@ def describe_chunk(
         # Typed view of the JSON output; schema evolution adds it to the tables on first use.
         ddl = ", ".join(f"`{name}` {kind}" for name, kind in structured_columns(schema))
         described = described.withColumn("structured", F.from_json("structured_json", ddl))
-    wanted = run.config.mlflow.sample_rows - sum(len(s) for s in run.samples)
-    done = commit_chunk(
-        spark, described, run.scope.table, run.task.run_id, chunk, sample_rows=wanted,
-        watch_staging=lambda: polling(lambda: dict(counts.value), on_counts),
-    )
-    return done, FeedStats.combined(FeedStats.from_dict(part) for part in feeding.value)
+    return described
 
 
-def _progress_updater(
-    progress: RowProgress, summary: DescribeSummary
-) -> Callable[[dict[str, int]], None]:
-    """Moves the progress line with the statuses the chunk's finished tasks report."""
-    base = summary.tally
-    processed = summary.rows_processed
+def engine_tasks(spark: SparkSession, run: DescribeRun) -> int:
+    """Tasks per chunk: ``partitions``, or ``tasks_per_slot`` per task slot (GPU), so that an
+    engine that is done with its share takes the next task and the chunk's tail is short."""
+    return run.config.partitions or engine_slots(spark) * run.config.tasks_per_slot
 
-    def update(counts: dict[str, int]) -> None:
-        done, ok = sum(counts.values()), counts.get("ok", 0)
-        progress.update(processed + done, base.ok + ok, base.errors + done - ok)
 
-    return update
+def engine_slots(spark: SparkSession) -> int:
+    """Engine tasks that run at once: one per GPU (Spark's default parallelism counts
+    executor cores, and a GPU task takes ``spark.task.cpus`` of them)."""
+    context = spark.sparkContext
+    cpus_per_task = int(context.getConf().get("spark.task.cpus", "1"))
+    return max(1, context.defaultParallelism // cpus_per_task)
+
+
+class LiveRows:
+    """The progress line over concurrent chunks: committed rows (the summary) plus what the
+    finished tasks of the chunks still in their engine stage reported. Thread-safe: pollers of
+    two engine stages and the commit loop update it."""
+
+    def __init__(self, progress: RowProgress, summary: DescribeSummary):
+        self._progress = progress
+        self._summary = summary
+        self._live: dict[int, dict[str, int]] = {}
+        self._tasks: dict[str, dict] = {}  # engine -> its latest finished task's record
+        self._busy = ""
+        self._lock = threading.Lock()
+
+    def counting(self, chunk: int) -> Callable[[tuple[dict[str, int], list[dict]]], None]:
+        """The reporter of one chunk's engine stage: the statuses and the task records of
+        its finished tasks so far."""
+
+        def report(seen: tuple[dict[str, int], list[dict]]) -> None:
+            counts, tasks = seen
+            with self._lock:
+                self._live[chunk] = counts
+                self._tasks.update((t[ENGINE_KEY], t) for t in tasks)  # latest per engine
+                self._render()
+
+        return report
+
+    def committed(self, chunk: int, done: CommittedChunk, engine: FeedStats) -> None:
+        """The chunk's committed figures replace its live ones, in the summary and the line."""
+        summary = self._summary
+        with self._lock:
+            self._live.pop(chunk, None)
+            summary.tally += done.tally
+            summary.rows_processed += done.tally.rows
+            summary.engine = FeedStats.combined([summary.engine, engine])
+            self._busy = f"engine busy {summary.engine.busy_fraction:.0%}"
+            self._render()
+
+    def close(self) -> None:
+        self._progress.close()
+
+    def _render(self) -> None:
+        done = sum(sum(counts.values()) for counts in self._live.values())
+        ok = sum(counts.get("ok", 0) for counts in self._live.values())
+        summary = self._summary
+        note = "; ".join(p for p in (self._busy, engine_note(self._tasks.values())) if p)
+        self._progress.update(summary.rows_processed + done, summary.tally.ok + ok,
+                              summary.tally.errors + done - ok, note=note)

@@ -141,17 +141,27 @@ def commit_chunk(
     watch_staging: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> CommittedChunk:
     """The whole protocol for one chunk: stage ``rows`` (the only action that evaluates them,
-    inside ``watch_staging()``, e.g. a progress watcher), count what was staged, MERGE it into
-    the results table, and drop the staged partition."""
+    inside ``watch_staging()``, e.g. a progress watcher), then ``commit_staged``."""
     staging = staging_table_for(results_table)
     with watch_staging():
         stage_chunk(rows, staging, run_id, chunk)
+    return commit_staged(spark, results_table, run_id, chunk, sample_rows)
+
+
+def commit_staged(
+    spark: SparkSession, results_table: str, run_id: str, chunk: int, sample_rows: int = 0
+) -> CommittedChunk:
+    """Steps 2 and 3 for a chunk already staged: count what was staged, MERGE it into the
+    results table, and drop the staged partition. Safe to run while another chunk of the same
+    run is being staged (each touches only its own staging partition)."""
+    staging = staging_table_for(results_table)
     staged = read_staged(spark, staging, run_id, chunk)
     done = CommittedChunk(tally=tally(staged))
     if sample_rows > 0:
         done.sample = staged.limit(sample_rows).toPandas()
     if done.tally.rows:
         merge_staged(spark, results_table, staged, run_id, chunk)
+        log.info("chunk %d: merged %d rows into %s", chunk, done.tally.rows, results_table)
     drop_staged(spark, staging, run_id, chunk)
     return done
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
+from jobs.cluster.capacity_plan import actual_vs_plan
 from jobs.describe.start import DescribeRun, DescribeSummary
 from jobs.tracking.redaction import redact, redact_text
 from udfs.fingerprint import fingerprint_inputs
@@ -61,7 +62,12 @@ def log_run(spark: SparkSession, run: DescribeRun) -> None:
         **{f"status.{k}": v for k, v in summary.tally.statuses.items()},
         **{f"flag_rate.{k}": v for k, v in summary.tally.flag_rates().items()},
         **engine_metrics(summary.engine),
+        **run.ledger.metrics(),
     })
+    if config.plan_run:
+        ratios, summary.vs_plan = actual_vs_plan(
+            run.ledger.metrics(), tracker.metrics(config.plan_run), config.plan_run)
+        tracker.log_metrics(ratios)
     tracker.log_text(yaml.safe_dump(prompt.model_dump(mode="json"), sort_keys=False,
                                     allow_unicode=True),  # non-ASCII text as written
                      f"prompt/{prompt.name}_{prompt.version}.yaml")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.config import ConfigError, DescribeConfig
 from jobs.describe.commit import ensure_tables, recover_staged
+from jobs.describe.ledger import TaskLedger
 from jobs.tables.delta_io import latest_version
 from jobs.tables.identity import identify_run
 from jobs.tables.results import ResultScope, RetryPolicy
@@ -58,6 +59,8 @@ class DescribeSummary:
     # The executors' feeding stats over every chunk (engine-busy time, tokens).
     engine: FeedStats = field(default_factory=FeedStats)
     tracking_failures: list[str] = field(default_factory=list)
+    # Actual against planned figures, when the run names a plan (``plan_run``).
+    vs_plan: list[str] = field(default_factory=list)
     registered_prompt: str | None = None
 
     @property
@@ -77,6 +80,8 @@ class DescribeRun:
     tracker: RunTracker
     summary: DescribeSummary
     samples: list[Any] = field(default_factory=list)
+    # The engine tasks' cost ledger, chunk after chunk (jobs.describe.ledger).
+    ledger: TaskLedger = field(default_factory=TaskLedger)
 
     @property
     def fingerprint(self) -> str:

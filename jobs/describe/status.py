@@ -15,7 +15,7 @@ from jobs.tables.results import RetryPolicy, fingerprint_counts
 from jobs.tracking.prompt_store import resolve_prompt
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 
 @dataclass
@@ -33,6 +33,14 @@ class RunStatus:
     staged_leftover: int = 0
     # Rows of this prompt version and model per run fingerprint (None: written before them).
     fingerprints: dict[str | None, int] = field(default_factory=dict)
+    # The run that committed last, and its rate (images/s between its first and last commit;
+    # None before its second commit); the ETA is the pending rows at that rate.
+    latest_run: str | None = None
+    rate: float | None = None
+
+    @property
+    def eta_s(self) -> float | None:
+        return self.pending / self.rate if self.rate else None
 
 
 def read_status(spark: SparkSession, config: DescribeConfig) -> RunStatus:
@@ -58,10 +66,34 @@ def read_status(spark: SparkSession, config: DescribeConfig) -> RunStatus:
     status.fingerprints = fingerprint_counts(rows)
     current = rows.where(scope.current(identity.fingerprint, prompt.content_hash()))
     status.pending = pending_rows(inputs, current, retry).count()
+    status.latest_run, status.rate = latest_run_rate(scope.rows(spark))
     staging = staging_table_for(config.results_table)
     if table_exists(spark, staging):
         status.staged_leftover = read_table(spark, staging).where(scope.condition()).count()
     return status
+
+
+def latest_run_rate(rows: DataFrame) -> tuple[str | None, float | None]:
+    """The run with the newest row, and its rate from its commits: every row of a chunk has its
+    staging write's ``written_at``, so the commits are the distinct ``written_at`` values."""
+    from pyspark.sql import functions as F
+
+    newest = rows.orderBy(F.col("written_at").desc()).select("run_id").limit(1).collect()
+    if not newest:
+        return None, None
+    run_id = newest[0]["run_id"]
+    commits = (rows.where(F.col("run_id") == run_id).groupBy("written_at").count()
+               .orderBy("written_at").collect())
+    return run_id, commit_rate([(c["written_at"].timestamp(), int(c["count"])) for c in commits])
+
+
+def commit_rate(commits: list[tuple[float, int]]) -> float | None:
+    """Rows per second from ``(time, rows)`` commits in time order: the rows committed after
+    the first commit over the time since it (the first chunk's own duration is unknown)."""
+    if len(commits) < 2:
+        return None
+    span = commits[-1][0] - commits[0][0]
+    return sum(rows for _, rows in commits[1:]) / span if span > 0 else None
 
 
 def format_status(status: RunStatus) -> str:
@@ -80,6 +112,10 @@ def format_status(status: RunStatus) -> str:
         lines.append(
             f"  staged, not yet merged  {status.staged_leftover} (the next run merges them)"
         )
+    if status.latest_run is not None:
+        rate = f"{status.rate:.1f} images/s" if status.rate else "rate unknown (one commit)"
+        eta = f", ETA {status.eta_s:.0f}s for the pending rows" if status.eta_s else ""
+        lines.append(f"  latest run {status.latest_run}: {rate}{eta}")
     for fingerprint, rows in sorted(status.fingerprints.items(), key=lambda kv: -kv[1]):
         name = fingerprint or "unknown (before fingerprints)"
         mark = " (this config)" if fingerprint == status.fingerprint else ""

@@ -62,8 +62,12 @@ class RunTracker:
 
     def metric(self, run_id: str, key: str) -> float | None:
         """The last value a run logged for ``key``; None when absent or MLflow fails."""
+        return self.metrics(run_id).get(key)
+
+    def metrics(self, run_id: str) -> dict[str, float]:
+        """The last value of every metric a run logged; empty when MLflow fails."""
         run = self._guard(f"read run {run_id}", lambda: self._connect().get_run(run_id))
-        return None if run is None else run.data.metrics.get(key)
+        return {} if run is None else dict(run.data.metrics)
 
     def _connect(self):
         import mlflow

@@ -58,35 +58,54 @@ def _stragglers(session_id: int, wait_s: float = 15.0) -> list[tuple[int, str, s
     return left
 
 
-def test_killed_run_resumes_without_recomputing_committed_chunks(spark, tmp_path):
-    release = tmp_path / "release"
-    config_file, config = _prepare(
-        spark, tmp_path, IMAGES, seed=21, chunk_size=6, batch_size=2,
-        # After the first chunk's MERGE the engine waits (for the release, which comes only
-        # after the kill): the kill lands between the first and the last chunk by design.
-        engine__model=engine_model(hold_after_merge=tmp_path / "results", release=release),
-    )
-    args = ["describe", "--config", str(config_file)]
-    log = tmp_path / "killed.log"
-    killed = start_candid(args, log)
-    try:
-        _kill_after_first_merge(killed, Path(config.results_table), log)
-    finally:
-        if killed.poll() is None:
-            os.killpg(killed.pid, signal.SIGKILL)
-        killed.wait(timeout=60)
-    # The JVM, the pyspark daemon (its own process group) and its workers all go with it.
-    assert _stragglers(killed.pid) == []
+def _kill_during_overlap(proc: subprocess.Popen, log: Path) -> int:
+    """Kill the run the moment its own log shows a chunk k merged while chunk k + 1's engine
+    stage has started and is not staged yet; returns k."""
+    deadline = time.monotonic() + 400
+    while True:
+        text = command_log(log.read_text(errors="replace"))
+        merged = [int(k) for k in re.findall(r"chunk (\d+): merged", text)]
+        running = [k for k in merged if f"chunk {k + 1}: engine stage started" in text
+                   and f"chunk {k + 1}: staged" not in text]
+        if running:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return running[0]
+        if proc.poll() is not None:
+            pytest.fail(f"describe ended (rc {proc.returncode}) without an overlap:\n"
+                        + text[-3000:])
+        if time.monotonic() > deadline:
+            pytest.fail("no overlap within 400 s:\n" + text[-3000:])
+        time.sleep(0.05)
 
-    before = {
+
+def _killed(args: list[str], log: Path, kill) -> tuple[subprocess.Popen, object]:
+    """Start ``candid ARGS``, let ``kill(proc)`` kill it, and check nothing outlives it."""
+    proc = start_candid(args, log)
+    try:
+        outcome = kill(proc)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    # The JVM, the pyspark daemon (its own process group) and its workers all go with it.
+    assert _stragglers(proc.pid) == []
+    return proc, outcome
+
+
+def _committed(spark, config: DescribeConfig) -> dict[str, tuple]:
+    return {
         r.image_id: (r.run_id, r.written_at)
         for r in read_table(spark, config.results_table).collect()
     }
+
+
+def _resumes_exactly_once(spark, config: DescribeConfig, args: list[str], before: dict) -> str:
+    """Rerun ``args`` after a kill: every image ends with one ok row, committed rows are not
+    recomputed, and the rerun describes only what had no result. Returns the rerun's stdout."""
     assert 0 < len(before) < IMAGES, "the kill must land between the first and the last chunk"
     killed_run_ids = {run_id for run_id, _ in before.values()}
     assert len(killed_run_ids) == 1
 
-    release.touch()  # the rerun's engines run freely (the same config: the same fingerprint)
     rerun = run_candid(args)
     assert rerun.returncode == 0, failure_report(rerun.stdout, rerun.stderr)
     processed = int(re.search(r"processed now (\d+)", rerun.stdout).group(1))
@@ -107,6 +126,48 @@ def test_killed_run_resumes_without_recomputing_committed_chunks(spark, tmp_path
     assert len({r.run_id for r in from_rerun}) == 1
     recovered = re.search(r"recovered (\d+) staged rows", rerun.stdout)
     assert from_killed_run - len(before) <= (int(recovered.group(1)) if recovered else 0)
+    return rerun.stdout
+
+
+def test_killed_run_resumes_without_recomputing_committed_chunks(spark, tmp_path):
+    release = tmp_path / "release"
+    config_file, config = _prepare(
+        spark, tmp_path, IMAGES, seed=21, chunk_size=6, batch_size=2,
+        # After the first chunk's MERGE the engine waits (for the release, which comes only
+        # after the kill): the kill lands between the first and the last chunk by design.
+        engine__model=engine_model(hold_after_merge=tmp_path / "results", release=release),
+    )
+    args = ["describe", "--config", str(config_file)]
+    log = tmp_path / "killed.log"
+    _killed(args, log, lambda proc: _kill_after_first_merge(proc, Path(config.results_table), log))
+    before = _committed(spark, config)
+    release.touch()  # the rerun's engines run freely (the same config: the same fingerprint)
+    _resumes_exactly_once(spark, config, args, before)
+
+
+def test_run_killed_while_the_next_chunk_runs_beside_a_commit_resumes_exactly_once(
+    spark, tmp_path
+):
+    """The pipelined case: chunk k has merged (its staged partition and write-back may still be
+    pending) while chunk k + 1's engine stage runs; kill -9 exactly then."""
+    config_file, config = _prepare(
+        spark, tmp_path, IMAGES, seed=23, chunk_size=10, batch_size=2,
+        source_column__enabled=True, source_column__every_chunk="always",
+        engine__model=engine_model(sleep=2.0),
+    )
+    args = ["describe", "--config", str(config_file)]
+    log = tmp_path / "killed.log"
+    _, chunk = _killed(args, log, lambda proc: _kill_during_overlap(proc, log))
+    # The run's own log, read again after the kill: chunk k + 1 had not finished staging.
+    text = command_log(log.read_text(errors="replace"))
+    assert f"chunk {chunk + 1}: engine stage started" in text
+    assert f"chunk {chunk + 1}: staged" not in text
+    assert f"chunk {chunk + 2}: merged" not in text
+    before = _committed(spark, config)
+    _resumes_exactly_once(spark, config, args, before)
+    # The rerun wrote every description back onto the input table, once per image.
+    written = read_table(spark, config.input_table).where("description_v2 IS NOT NULL")
+    assert written.count() == IMAGES
 
 
 def test_a_task_failing_after_its_first_batch_is_retried_without_duplicates(spark, tmp_path):

@@ -82,6 +82,25 @@ def test_mlflow_run_has_params_metrics_and_artifacts(described):
     assert {m.value for m in client.get_metric_history(first.run_id, "chunk.preemptions")} == {0}
     assert all(m.value >= 1 for m in
                client.get_metric_history(first.run_id, "chunk.engine_running_peak"))
+    # The cost ledger, per chunk and for the run. local[2]: 2 slots; partitions 1: one engine
+    # task per chunk, so in a chunk one slot idles throughout (tail share 1). The second chunk's
+    # task may run beside the first's (pipelined), in a second Python worker.
+    for name in ("images_per_s_per_engine", "gpu_s_per_1000_images", "tokens_per_s"):
+        history = client.get_metric_history(first.run_id, f"chunk.{name}")
+        assert sorted(m.step for m in history) == [0, 1] and all(m.value > 0 for m in history)
+        assert metrics[name] > 0
+    assert {m.value for m in client.get_metric_history(first.run_id, "chunk.tail_share")} == {1.0}
+    assert {m.value for m in client.get_metric_history(first.run_id, "chunk.engines")} == {1.0}
+    assert metrics["engines"] in (1, 2) and 0 < metrics["tail_share"] <= 1
+    # GPU-seconds count both slots, busy or not.
+    assert metrics["gpu_s_per_1000_images"] == pytest.approx(
+        2 * 1000 / (metrics["images_per_s_per_engine"] * metrics["engines"]))
+    # vLLM's live figures per engine (Python worker): KV cache in use, requests in flight.
+    per_engine = {k: v for k, v in metrics.items() if k.startswith("engine.")}
+    kv_per_engine = [v for k, v in per_engine.items() if k.endswith(".kv_cache_usage_mean")]
+    assert kv_per_engine and all(0 < v <= 1 for v in kv_per_engine)
+    assert all(v > 0 for k, v in per_engine.items() if k.endswith(".in_flight_mean"))
+    assert {v for k, v in per_engine.items() if k.endswith(".preemptions")} == {0}
     artifacts = {a.path for a in client.list_artifacts(first.run_id)}
     assert {"config.yaml", "summary.json", "prompt", "samples"} <= artifacts
     prompt_files = {a.path for a in client.list_artifacts(first.run_id, "prompt")}

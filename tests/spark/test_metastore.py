@@ -11,7 +11,7 @@ import pytest
 from jobs.config import IngestConfig
 from jobs.describe.commit import stage_chunk, staging_table_for
 from jobs.describe.run import run_describe
-from jobs.describe.status import read_status
+from jobs.describe.status import format_status, read_status
 from jobs.review.run import run_review
 from jobs.tables.delta_io import read_table
 from jobs.tables.ingest import run_ingest
@@ -65,6 +65,8 @@ def test_catalog_names_work_end_to_end(spark, sample_images, tmp_path, names):
     stage_chunk(leftover, staging, "interrupted", 0)
     status = read_status(spark, config)
     assert (status.ok, status.pending, status.staged_leftover) == (8, 0, 2)
+    assert status.latest_run == summary.run_id  # the rows it committed, not the staged ones
+    assert f"latest run {summary.run_id}: " in format_status(status)
 
     # ...are merged by the next run, which has nothing else to do.
     rerun = run_describe(config, spark, make_engine=make_where_engine)

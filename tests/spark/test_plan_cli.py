@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -36,6 +38,22 @@ def test_plan_from_a_run_and_from_its_results_table(spark, sample_images, tmp_pa
         hours = 1_000_000 / (4 * rate) / 3600
         assert f"1000000 images on 4 GPUs at {rate:.2f} images/s per engine (from {named})" in out
         assert f"wall time {hours:.1f} h, {4 * hours:.1f} GPU-hours" in out
+
+    # The plan is an MLflow run of its own; a describe run that names it reports against it.
+    plan_id = re.search(r"plan logged to MLflow run ([0-9a-f]{32})", out).group(1)
+    client = MlflowClient(tracking_uri=config.mlflow.tracking_uri)
+    planned = client.get_run(plan_id).data.metrics
+    assert planned["plan.images_per_s_per_engine"] == pytest.approx(rate)
+    assert planned["plan.gpus"] == 4 and planned["plan.images"] == 1_000_000
+    again = config.model_copy(update={"plan_run": plan_id, "replace": True,
+                                      "results_table": str(tmp_path / "results_again")})
+    compared = run_describe(again, spark, make_engine=make_fake_engine)
+    actual = client.get_run(compared.run_id).data.metrics
+    ratio = actual["vs_plan.images_per_s_per_engine"]
+    assert ratio == pytest.approx(
+        actual["images_per_s_per_engine"] / planned["plan.images_per_s_per_engine"])
+    assert compared.vs_plan[0].startswith("images_per_s_per_engine: ")
+    assert f"planned in run {plan_id} ({ratio:.0%})" in compared.vs_plan[0]
 
     code = candid_main(["plan", "--images", "10", "--gpus", "1", "--rate-from", "0" * 32,
                         "--config", str(config_file)])

@@ -44,7 +44,8 @@ ALTERED = {
 # Settings that keep the output: changing them must leave the fingerprint alone.
 KEPT = {
     "batch_size": "3", "prep_threads": "0", "max_waiting_images": "5", "chunk_size": "7",
-    "partitions": "2", "engine.vllm.max_num_seqs": "3", "engine.vllm.enforce_eager": "true",
+    "partitions": "2", "tasks_per_slot": "8", "pipeline_chunks": "false", "plan_run": "abc",
+    "engine.vllm.max_num_seqs": "3", "engine.vllm.enforce_eager": "true",
     "engine.vllm.quiet": "false", "engine.vllm.kv_cache_memory_bytes": "67108864",
     "engine.vllm.enable_prefix_caching": "false", "engine.vllm.gpu_memory_utilization": "0.5",
     "images.max_file_bytes": "10", "images.low_visibility_max_side": "9",

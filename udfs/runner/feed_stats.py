@@ -8,6 +8,9 @@ so that partitions add up; the means are derived.
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -174,3 +177,16 @@ class FeedStats:
                    "queue_wait_ms_mean", "engine_running_mean", "engine_waiting_mean",
                    "kv_cache_usage_mean")
         return {**asdict(self), **{name: getattr(self, name) for name in derived}}
+
+
+# Keys ``task_record`` adds to a partition's ``FeedStats.to_dict()`` (the cost ledger,
+# ``jobs.describe.ledger``): the Python worker holding the engine, and when the task ended.
+ENGINE_KEY = "engine_worker"
+ENDED_AT_KEY = "ended_at"
+
+
+def task_record(stats: FeedStats) -> dict[str, Any]:
+    """One engine task's stats as the driver collects them: ``stats.to_dict()`` plus which
+    engine ran it (host and Python worker: one cached engine each) and its end (epoch s)."""
+    return {**stats.to_dict(), ENGINE_KEY: f"{socket.gethostname()}:{os.getpid()}",
+            ENDED_AT_KEY: time.time()}
