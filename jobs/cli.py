@@ -20,7 +20,7 @@ from jobs.commandline.commands import (
 )
 from jobs.commandline.console import ConsoleReporter, Reporter, run_log
 from jobs.commandline.doctor import DOCTOR_COMMANDS, add_doctor_command, refuse_on_driver_blockers
-from jobs.config import ConfigError, DescribeConfig, IngestConfig
+from jobs.config import ConfigError, IngestConfig
 from jobs.evaluation.commands import (
     EVAL_COMMANDS,
     add_detect_arg,
@@ -242,13 +242,15 @@ def _cmd_describe(args: argparse.Namespace, context: Context) -> int:
 
         context.say(explain_text(config, prompt))
         return 0
+    from jobs.describe.report import summary_lines
     from jobs.describe.run import run_describe
 
     refuse_on_driver_blockers(config, context)
     summary = run_describe(
         config, context.spark(config.spark), prompt, context.reporter, context.make_engine
     )
-    _print_describe_summary(summary, config, context)
+    for line in summary_lines(summary, config):
+        context.say(line)
     return 0
 
 
@@ -349,6 +351,7 @@ def _cmd_demo(args: argparse.Namespace, context: Context) -> int:
     prepare_process_env()
     from jobs.demo.run import make_sample_images
     from jobs.demo.tiny_model import make_tiny_model
+    from jobs.describe.report import summary_lines
     from jobs.describe.run import run_describe
     from jobs.tables.ingest import run_ingest
     from jobs.tracking.prompt_store import resolve_prompt
@@ -364,38 +367,9 @@ def _cmd_demo(args: argparse.Namespace, context: Context) -> int:
     context.say(f"[demo] input table {ingested.table}: {ingested.table_rows} rows "
                 f"({ingested.inserted} new)")
     summary = run_describe(config, spark, prompt, context.reporter, context.make_engine)
-    _print_describe_summary(summary, config, context)
+    for line in summary_lines(summary, config):
+        context.say(line)
     return 0
-
-
-def _print_describe_summary(summary, config: DescribeConfig, context: Context) -> None:
-    say = context.say
-    say(f"results table: {summary.results_table}")
-    say(f"  prompt {summary.prompt} (hash {summary.prompt_hash}), model {summary.model}, "
-        f"run fingerprint {summary.fingerprint}")
-    say(f"  input rows {summary.rows_in}, processed now {summary.rows_processed} "
-        f"in {summary.seconds:.1f}s ({summary.images_per_s:.2f} images/s), "
-        f"statuses: {summary.tally.describe_statuses()}")
-    say(f"  rows in the results table for this prompt and model: "
-        f"{summary.table_tally.rows} ({summary.table_tally.describe_statuses()})")
-    if summary.rows_replaced:
-        say(f"  replaced {summary.rows_replaced} rows of other fingerprints (Delta version "
-            f"{summary.results_version_before} of the results table still has them)")
-    if summary.rows_recovered:
-        say(f"  recovered {summary.rows_recovered} staged rows from an interrupted run")
-    if summary.registered_prompt:
-        say(f"  prompt registered as {summary.registered_prompt}")
-    if config.mlflow.enabled:
-        from jobs.commandline.browse import browse_hint
-        from jobs.tracking.redaction import redact_text
-
-        uri = redact_text(config.mlflow.tracking_uri)
-        say(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")
-        say(f"  browse: {browse_hint(config.mlflow.tracking_uri, summary.run_id)}")
-    for line in summary.vs_plan:
-        say(f"  {line}")
-    for failure in summary.tracking_failures:
-        say(f"  WARNING: {failure}")
 
 
 _COMMANDS: dict[str, Handler] = {

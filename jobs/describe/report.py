@@ -12,6 +12,8 @@ import pandas as pd
 import yaml
 
 from jobs.cluster.capacity_plan import actual_vs_plan
+from jobs.commandline.browse import browse_hint
+from jobs.config import DescribeConfig
 from jobs.describe.start import DescribeRun, DescribeSummary
 from jobs.tracking.redaction import redact, redact_text
 from udfs.fingerprint import fingerprint_inputs
@@ -123,3 +125,34 @@ def _loggable_value(value: Any) -> Any:
     if hasattr(value, "__len__"):
         return json.dumps(list(value))
     return value
+
+
+def summary_lines(summary: DescribeSummary, config: DescribeConfig) -> list[str]:
+    """What ``candid describe`` prints when a run ends: the results table, the prompt, model and
+    fingerprint, the counts, what was replaced or recovered, and where the MLflow run is."""
+    lines: list[str] = []
+    say = lines.append
+    say(f"results table: {summary.results_table}")
+    say(f"  prompt {summary.prompt} (hash {summary.prompt_hash}), model {summary.model}, "
+        f"run fingerprint {summary.fingerprint}")
+    say(f"  input rows {summary.rows_in}, processed now {summary.rows_processed} "
+        f"in {summary.seconds:.1f}s ({summary.images_per_s:.2f} images/s), "
+        f"statuses: {summary.tally.describe_statuses()}")
+    say(f"  rows in the results table for this prompt and model: "
+        f"{summary.table_tally.rows} ({summary.table_tally.describe_statuses()})")
+    if summary.rows_replaced:
+        say(f"  replaced {summary.rows_replaced} rows of other fingerprints (Delta version "
+            f"{summary.results_version_before} of the results table still has them)")
+    if summary.rows_recovered:
+        say(f"  recovered {summary.rows_recovered} staged rows from an interrupted run")
+    if summary.registered_prompt:
+        say(f"  prompt registered as {summary.registered_prompt}")
+    if config.mlflow.enabled:
+        uri = redact_text(config.mlflow.tracking_uri)
+        say(f"MLflow run: {summary.run_id} in experiment '{config.mlflow.experiment}' at {uri}")
+        say(f"  browse: {browse_hint(config.mlflow.tracking_uri, summary.run_id)}")
+    for line in summary.vs_plan:
+        say(f"  {line}")
+    for failure in summary.tracking_failures:
+        say(f"  WARNING: {failure}")
+    return lines
