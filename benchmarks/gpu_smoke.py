@@ -1,6 +1,8 @@
 """GPU smoke check: the tiny Qwen2-VL through every engine importable here, on a CUDA device,
 with the production engine settings: bf16, CUDA graphs and torch.compile (no ``enforce_eager``),
-prefix caching, and Candid's streamed feeder.
+prefix caching, Candid's streamed feeder, and the engine in its GPU's engine server
+(``udfs.engines.server``, the placement tasks use on GPUs; ``--placement worker`` runs it in
+this process instead).
 
 Builds the random-weight tiny model and a few hundred synthetic thumbnails, then runs each
 engine that imports (transformers always; vLLM when installed) through Candid's streamed
@@ -125,9 +127,9 @@ def frames_until(paths: list[str], deadline: float) -> Iterator[Any]:
 
 def run_engine(backend: str, model_dir: Path, paths: list[str], args, on_gpu: bool = True
                ) -> dict[str, Any]:
-    """Build one engine, feed it the thumbnails within its budget, report FeedStats."""
-    from udfs.engines import create_engine
-    from udfs.engines.stream import open_stream
+    """Build one engine where ``args.placement`` says (``server``: in an engine server for
+    GPU 0, reached over its socket, as production tasks reach it; ``worker``: in this
+    process), feed it the thumbnails within its budget, report FeedStats."""
     from udfs.images.prepare import load_image
     from udfs.prompts import find_prompt
     from udfs.runner.describe import DescribeTask
@@ -138,24 +140,62 @@ def run_engine(backend: str, model_dir: Path, paths: list[str], args, on_gpu: bo
     images = ImageSettings(max_pixels=200704)
     prompt = find_prompt(REPO / "conf" / "prompts", "v2")
     sampling = prompt.sampling.model_copy(update={"max_tokens": args.max_tokens})
+    settings = engine_settings(backend, model_dir, args, on_gpu)
     started = time.monotonic()
-    engine = create_engine(engine_settings(backend, model_dir, args, on_gpu), images)
+    connect, reset, close = engine_connection(settings, images, args.placement)
     start_s = time.monotonic() - started
     stats = FeedStats()
-    task = DescribeTask(engine=engine.settings, images=images, prompt=prompt, sampling=sampling)
+    task = DescribeTask(engine=settings, images=images, prompt=prompt, sampling=sampling)
     try:
         outcomes = feed_frames(
             frames_until(paths, time.monotonic() + args.budget_s), task.plan,
-            connect=lambda: open_stream(engine),
-            reset=lambda: None, load=partial(load_image, settings=images), stats=stats,
+            connect=connect, reset=reset, load=partial(load_image, settings=images), stats=stats,
         )
         failures = sum(1 for _, rows in outcomes for row in rows
                        if not row.outcomes or row.outcomes[0] is None
                        or isinstance(row.outcomes[0].outcome, BaseException))
     finally:
-        engine.shutdown()
-    return {"engine": backend, "engine_start_s": round(start_s, 1), "failed_rows": failures,
-            **stats.to_dict(), "step_fraction": stats.step_s / stats.wall_s if stats.wall_s else 0}
+        close()
+    return {"engine": backend, "placement": args.placement, "engine_start_s": round(start_s, 1),
+            "failed_rows": failures, **stats.to_dict(),
+            "step_fraction": stats.step_s / stats.wall_s if stats.wall_s else 0}
+
+
+def engine_connection(settings, images, placement: str):
+    """(connect, reset, close) for an engine built and loaded now: in an engine server for
+    GPU 0 owned by this process (``server``), or in this process (``worker``)."""
+    if placement == "worker":
+        from udfs.engines import create_engine
+        from udfs.engines.stream import open_stream
+
+        engine = create_engine(settings, images)
+        return (lambda: open_stream(engine)), (lambda: None), engine.shutdown
+    from udfs.engines.server.client import ServerLink
+    from udfs.engines.server.protocol import ProcessId
+
+    link = ServerLink(settings, images, None, ("0",), owner=ProcessId.of(os.getpid()),
+                      task={"smoke": True})
+    link.connect().close()  # start the server and load its engine before the clock runs
+    return link.connect, link.reset, partial(stop_and_wait, link)
+
+
+def stop_and_wait(link, timeout_s: float = 120.0) -> None:
+    """Stop the link's server and wait until its slot lock is free, so that the next engine's
+    server can take the same GPU (a server holds the lock until it has exited)."""
+    import fcntl
+
+    link.stop_server()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        fd = os.open(link.address.lock, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.2)
+        finally:
+            os.close(fd)  # closing the descriptor releases a lock taken on it
+    raise TimeoutError(f"the engine server at {link.address.socket} did not stop in {timeout_s}s")
 
 
 def device_facts() -> dict[str, Any]:
@@ -197,6 +237,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=None, help="scratch folder [a temp dir]")
     parser.add_argument("--allow-cpu", action="store_true",
                         help="run even without CUDA (to check this script; not GPU figures)")
+    parser.add_argument("--placement", choices=("server", "worker"), default="server",
+                        help="where the engine runs: its GPU's engine server (production on "
+                        "GPUs) or this process")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--plan", action="store_true",
                         help="import what a run needs and list the engines; run nothing")

@@ -51,6 +51,7 @@ def _load_script():
 def test_on_a_gpu_the_engine_runs_as_production_does(tmp_path):
     smoke = _load_script()
     args = smoke.parse_args([])
+    assert args.placement == "server"  # in its GPU's engine server, as tasks on GPUs run it
     vllm = smoke.engine_settings("vllm", tmp_path, args, on_gpu=True)
     assert vllm.dtype == "bfloat16"
     assert vllm.vllm.enforce_eager is False  # CUDA graphs and torch.compile
