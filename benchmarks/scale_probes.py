@@ -12,7 +12,7 @@ from typing import Any
 # (step, module, function, how to find the chunk number in its arguments or None).
 STEPS: tuple[tuple[str, str, str, Callable[[tuple], int] | None], ...] = (
     ("plan_pending", "jobs.describe.run", "plan_pending", None),
-    ("stage", "jobs.describe.commit", "stage_chunk", lambda args: args[3]),
+    ("stage", "jobs.describe.chunks", "stage_chunk", lambda args: args[3]),
     ("merge", "jobs.describe.commit", "merge_staged", lambda args: args[4]),
     ("drop", "jobs.describe.commit", "drop_staged", lambda args: args[3]),
     ("write_back", "jobs.describe.chunks", "write_back_chunk", lambda args: args[2].index),
