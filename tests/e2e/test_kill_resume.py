@@ -153,7 +153,9 @@ def test_run_killed_while_the_next_chunk_runs_beside_a_commit_resumes_exactly_on
     config_file, config = _prepare(
         spark, tmp_path, IMAGES, seed=23, chunk_size=10, batch_size=2,
         source_column__enabled=True, source_column__every_chunk="always",
-        engine__model=engine_model(sleep=2.0),
+        # 8 s per engine call: the next chunk's engine stage (about 4 calls per slot) outlasts
+        # a commit here (about 20 s), so the kill finds it running; with 2 s it lost that race.
+        engine__model=engine_model(sleep=8.0),
     )
     args = ["describe", "--config", str(config_file)]
     log = tmp_path / "killed.log"
