@@ -7,7 +7,8 @@ What it proves:
 - every request of a task ran on an engine server whose only GPU is the task's, exactly one
   engine was built per GPU over a run of 3 chunks, and the rows equal the ``local[2]`` run;
 - the engine outlives Spark's idle Python workers: with a pause of 80 s between two actions
-  the second action's tasks run in new workers, and still no engine is built again;
+  the second action's tasks run in new workers, and still no engine is built again (that job
+  starts with the module, on its own executor and GPUs, so its pause overlaps the other tests);
 - the real vLLM CPU engine serves a describe job through its server (one build);
 - after the driver exits, no engine server is left.
 """
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,10 +51,45 @@ SERVER_EXIT_DEADLINE_S = 60.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    started = start_cluster(tmp_path_factory.mktemp("standalone-2gpu"), gpus=["0", "1"],
-                            cores=2, memory="3g")
+    """One worker with 4 fake GPUs and 4 cores: room for two applications of 2 GPUs each, the
+    idle-workers job and the test running beside it."""
+    started = start_cluster(tmp_path_factory.mktemp("standalone-4gpu"), gpus=["0", "1", "2", "3"],
+                            cores=4, memory="3g")
     yield started
     started.stop()
+
+
+@dataclass
+class IdleJob:
+    proc: subprocess.Popen
+    pinning_log: Path
+    output: Path
+
+    def wait(self) -> tuple[int, str]:
+        self.proc.wait(timeout=600)
+        return self.proc.returncode, self.output.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def idle_job(cluster, sample_images, tmp_path_factory):
+    """``tests/placement_job.py`` with its 80 s pause, started before the module's first test
+    so that the pause (idle CPU) overlaps them; ``test_the_engine_outlives_idle_python_workers``,
+    the module's last test, waits for it and checks it."""
+    tmp = tmp_path_factory.mktemp("idle-job")
+    pinning_log, output = tmp / "pinning.jsonl", tmp / "output.log"
+    confs = _executor_confs(pinning_log)
+    command = [sys.executable, str(REPO / "tests" / "placement_job.py"), "--master", cluster.url,
+               "--images", str(sample_images.folder), "--pause", str(IDLE_PAUSE_S),
+               *[arg for key, value in confs.items() for arg in ("--conf", f"{key}={value}")]]
+    with open(output, "w", encoding="utf-8") as handle:
+        proc = subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
+                                env=clean_env(PYTHONPATH=str(REPO), PYSPARK_PYTHON=sys.executable,
+                                              **{PINNING_LOG_ENV: str(pinning_log)}))
+    job = IdleJob(proc, pinning_log, output)
+    yield job
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=60)
 
 
 def _executor_confs(pinning_log: Path, gpus: int = 2) -> dict[str, str]:
@@ -130,8 +167,10 @@ def test_two_gpus_in_one_executor_one_engine_each_rows_as_local(
     assert "statuses: ok=8" in done.stdout and "in 3 chunk(s)" in done.stdout
     records = read_pinning_log(str(pinning_log))
     builds = _check_requests_ran_on_their_task_gpu(records)
-    # Exactly one engine per GPU for the whole run, in two processes of one executor.
-    assert sorted(r["cuda_visible_devices"] for r in builds) == ["0", "1"], builds
+    # Exactly one engine per GPU for the whole run (two of the worker's four: the idle-workers
+    # job holds the other two), in two processes of one executor.
+    gpus = [r["cuda_visible_devices"] for r in builds]
+    assert len(gpus) == len(set(gpus)) == 2 and set(gpus) <= {"0", "1", "2", "3"}, builds
     assert len({r["executor"] for r in builds}) == 1 and len({r["pid"] for r in builds}) == 2
     calls = [r for r in records if r["event"] == "generate"]
     assert {r["instance"] for r in calls} == {r["instance"] for r in builds}
@@ -141,34 +180,6 @@ def test_two_gpus_in_one_executor_one_engine_each_rows_as_local(
     cluster_rows = table_rows(spark, str(tmp_path / "results"))
     assert len(cluster_rows) == 8
     assert cluster_rows == table_rows(spark, local.results_table)
-
-
-@pytest.mark.timeout(900)
-def test_the_engine_outlives_idle_python_workers(sample_images, tmp_path, cluster):
-    pinning_log = tmp_path / "pinning.jsonl"
-    confs = _executor_confs(pinning_log)
-    command = [sys.executable, str(REPO / "tests" / "placement_job.py"), "--master", cluster.url,
-               "--images", str(sample_images.folder), "--pause", str(IDLE_PAUSE_S),
-               *[arg for key, value in confs.items() for arg in ("--conf", f"{key}={value}")]]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env=clean_env(PYTHONPATH=str(REPO), PYSPARK_PYTHON=sys.executable,
-                                        **{PINNING_LOG_ENV: str(pinning_log)}))
-
-    assert done.returncode == 0, failure_report(done.stdout, done.stderr) + cluster.log_tail()
-    assert done.stdout.count("8 rows, statuses ['ok']") == 2, done.stdout
-    records = read_pinning_log(str(pinning_log))
-    pause = next(i for i, r in enumerate(records) if r["event"] == "pause")
-    before = {r["pid"] for r in records[:pause] if r["event"] == "task"}
-    after = {r["pid"] for r in records[pause:] if r["event"] == "task"}
-    # Spark stopped the first action's idle workers: the second action ran in new ones...
-    assert before and after and not before & after, records
-    builds = _check_requests_ran_on_their_task_gpu(records)
-    # ...and yet no GPU's engine was built again.
-    assert all(count == 1 for count in Counter(r["cuda_visible_devices"] for r in builds).values())
-    assert all(records.index(build) < pause for build in builds)
-    assert {r["pid"] for r in records[pause:] if r["event"] == "generate"} <= {
-        r["pid"] for r in builds}
-    assert not _servers_gone({r["pid"] for r in builds})
 
 
 @pytest.mark.timeout(900)
@@ -197,6 +208,27 @@ def test_the_real_vllm_engine_serves_a_job_through_its_server(
     assert len(built) == 1, [p.read_text(errors="replace")[-2000:] for p in logs]
     pid = int(built[0].split("engine server ")[1].split()[0])
     assert not _servers_gone({pid})
+
+
+@pytest.mark.timeout(900)
+def test_the_engine_outlives_idle_python_workers(idle_job, cluster):
+    returncode, output = idle_job.wait()
+
+    assert returncode == 0, output[-4000:] + cluster.log_tail()
+    assert output.count("8 rows, statuses ['ok']") == 2, output[-4000:]
+    records = read_pinning_log(str(idle_job.pinning_log))
+    pause = next(i for i, r in enumerate(records) if r["event"] == "pause")
+    before = {r["pid"] for r in records[:pause] if r["event"] == "task"}
+    after = {r["pid"] for r in records[pause:] if r["event"] == "task"}
+    # Spark stopped the first action's idle workers: the second action ran in new ones...
+    assert before and after and not before & after, records
+    builds = _check_requests_ran_on_their_task_gpu(records)
+    # ...and yet no GPU's engine was built again.
+    assert all(count == 1 for count in Counter(r["cuda_visible_devices"] for r in builds).values())
+    assert all(records.index(build) < pause for build in builds)
+    assert {r["pid"] for r in records[pause:] if r["event"] == "generate"} <= {
+        r["pid"] for r in builds}
+    assert not _servers_gone({r["pid"] for r in builds})
 
 
 def _server_logs() -> list[Path]:
