@@ -10,9 +10,12 @@ and once with ``true``, on fresh tables, in the same run.
 
 Reported per mode: fleet utilization = engine-busy seconds / (engines x wall time from the
 first request to the last result), busy being slot-time / capacity; engine builds per GPU; the
-tail share (time with fewer than all engines busy); the run's wall time; and a profile of
+tail share (time with fewer than all engines busy); the run's wall time; a profile of
 the engine-seconds not busy: with every engine idle (the GPUs wait for the driver), with some
-idle (a chunk's tail, a slow GPU), with free slots (a task's ramp-up and drain).
+idle (a chunk's tail, a slow GPU), with free slots (a task's ramp-up and drain); and a
+timeline (``benchmarks.fleet_timeline``): per chunk, each engine's span beside the driver's
+engine stage job, commit and write-back, and every moment all engines waited, with the
+driver steps running then.
 
 Run: ``.venv/bin/python benchmarks/bench_fleet.py [--quick]`` (writes
 ``benchmarks/results/fleet.json``; the last line is ``fleet utilization X``, pipelined).
@@ -41,9 +44,17 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installi
 
 from benchmarks.bench_scale import Params, make_corpus  # noqa: E402
 from benchmarks.fleet_engine import fleet_figures, fleet_model, read_records  # noqa: E402
+from benchmarks.fleet_timeline import chunk_timeline  # noqa: E402
+from benchmarks.scale_probes import StepTimer  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "fleet.json"
 GPU_PROFILE = REPO / "conf" / "spark" / "gpu-cluster.yaml"
+# The driver's steps per chunk, timed for the timeline: (step, module, function, chunk number).
+DRIVER_STEPS = (
+    ("stage", "jobs.describe.chunks", "stage_chunk", lambda args: args[3]),
+    ("commit", "jobs.describe.chunks", "commit_staged", lambda args: args[3]),
+    ("write_back", "jobs.describe.chunks", "write_back_chunk", lambda args: args[2].index),
+)
 
 
 def start_spark(url: str, engines: int, workdir: Path):
@@ -107,12 +118,15 @@ def run_mode(spark, args, corpus_manifest: Path, workdir: Path, mode: str) -> di
     # By its importable name, also when this file runs as __main__: pickled by reference.
     factory = importlib.import_module("benchmarks.fleet_engine").make_paced_engine
     started = time.time()
-    summary = run_describe(config, spark, make_engine=factory)
+    with StepTimer(DRIVER_STEPS) as steps:
+        summary = run_describe(config, spark, make_engine=factory)
     seconds = time.time() - started
+    records = read_records(log_dir)
     return {
         "mode": "pipelined" if mode == "on" else "serial", "rows": summary.rows_processed,
         "chunks": summary.chunks, "statuses": summary.tally.statuses,
-        "run_seconds": round(seconds, 1), **fleet_figures(read_records(log_dir), args.engines),
+        "run_seconds": round(seconds, 1), **fleet_figures(records, args.engines),
+        "timeline": chunk_timeline(records, steps.spans),
     }
 
 
@@ -163,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for mode in modes:
-        print(json.dumps(mode))
+        print(json.dumps({k: v for k, v in mode.items() if k != "timeline"}))
     print(f"fleet utilization {modes[-1]['fleet_utilization']:.3f}")
     return 0
 
