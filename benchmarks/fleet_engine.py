@@ -8,9 +8,10 @@ show up as idle slots. Busy time is slot-time: an engine is fully busy only with
 taken, and ``busy_s`` adds up ``service_s / capacity`` per request served.
 
 Every engine appends what it did to ``<log_dir>/<gpu>-<pid>-<n>.jsonl``: one ``build`` line,
-then one ``served`` line per poll with the requests that finished (admitted, finished times)
-and the chunk its Spark task describes. ``fleet_figures`` turns those files into the
-benchmark's figures (``benchmarks.fleet_timeline`` into its per-chunk timeline).
+then one ``served`` line per poll with the requests that finished (admitted, finished times).
+``fleet_figures`` turns those files into the benchmark's figures (``benchmarks.fleet_timeline``
+into its timeline). A request cannot name its chunk: on a GPU executor the engine runs in the
+engine server process of its GPU (``udfs.engines.server``), which has no Spark task context.
 
 Settings travel in ``EngineSettings.model`` (a free string for fakes):
 ``"fleet:log_dir=/x;capacity=8;service_s=0.2;slow_gpu=2;slow=1.3"``.
@@ -22,7 +23,6 @@ import heapq
 import itertools
 import json
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -33,8 +33,6 @@ from jobs.describe.ledger import merged, tail_seconds
 from udfs.engines.base import Engine, Generation, Request, RequestStream, StreamResult
 
 _instances = itertools.count()
-# jobs.describe.pipeline runs each chunk's engine stage in the job group "candid-<run>-chunk-<k>".
-_CHUNK_GROUP = re.compile(r"-chunk-(\d+)$")
 
 
 def fleet_model(**params: Any) -> str:
@@ -57,21 +55,6 @@ def _task_gpu() -> str:
     context = TaskContext.get()
     gpus = context.resources().get("gpu") if context is not None else None
     return gpus.addresses[0] if gpus is not None else "none"
-
-
-def chunk_of_job_group(group: str | None) -> int | None:
-    """The chunk number in an engine stage's Spark job group, None for any other group."""
-    found = _CHUNK_GROUP.search(group or "")
-    return int(found.group(1)) if found else None
-
-
-def _task_chunk() -> int | None:
-    """The chunk this Spark task describes (job groups reach the tasks as local properties)."""
-    from pyspark import TaskContext
-
-    context = TaskContext.get()
-    return chunk_of_job_group(
-        context.getLocalProperty("spark.jobGroup.id") if context is not None else None)
 
 
 class PacedEngine(Engine):
@@ -111,7 +94,6 @@ class PacedStream(RequestStream):
 
     def __init__(self, engine: PacedEngine):
         self._engine = engine
-        self._chunk = _task_chunk()  # a stream serves one task
         self.capacity = engine.capacity
         self.depth = engine.capacity * 2
         self._waiting: deque[int] = deque()
@@ -138,8 +120,7 @@ class PacedStream(RequestStream):
             done.append((key, admitted, finish, wall))
         self._admit()
         served = [[wall, wall + (finish - admitted)] for _, admitted, finish, wall in done]
-        self._engine._write({"event": "served", "gpu": self._engine.gpu, "chunk": self._chunk,
-                             "requests": served})
+        self._engine._write({"event": "served", "gpu": self._engine.gpu, "requests": served})
         return [(key, _generation(admitted)) for key, admitted, _, _ in done]
 
     def _admit(self) -> None:

@@ -1,12 +1,12 @@
 """Where a fleet run's GPU time goes, chunk by chunk (``benchmarks/bench_fleet.py``).
 
 From the simulated engines' records (``benchmarks.fleet_engine``: each request's admission
-and finish, and the chunk its task described) and the driver's timed steps
-(``benchmarks.scale_probes.StepTimer``: each chunk's engine stage job, its commit - count,
-MERGE, drop - and its write-back), all in seconds from the run's first request:
+and finish) and the driver's timed steps (``benchmarks.scale_probes.StepTimer``: each chunk's
+engine stage job, its commit - count, MERGE, drop - and its write-back), all in seconds from
+the run's first request:
 
-- per chunk, each engine's span (its first request admitted to its last result) beside the
-  driver's steps for that chunk;
+- each engine's span (its first request admitted to its last result);
+- per chunk, the driver's steps (start and end of each);
 - every gap during which no engine held a request (the GPUs all waited), with the driver
   steps running meanwhile, and how much of that wait overlapped a commit or write-back.
 """
@@ -27,31 +27,26 @@ COMMIT_STEPS = ("commit", "write_back")
 def chunk_timeline(records: Iterable[dict[str, Any]],
                    driver_spans: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The per-chunk timeline and the all-engines-idle gaps (see the module docstring)."""
-    requests = [(r["gpu"], r.get("chunk"), start, end) for r in records
+    requests = [(r["gpu"], start, end) for r in records
                 if r["event"] == "served" for start, end in r["requests"]]
-    origin = min((start for _, _, start, _ in requests), default=0.0)
-    engines: dict[Any, dict[str, Interval]] = {}
-    for gpu, chunk, start, end in requests:
-        engines.setdefault(chunk, {})[gpu] = _widened(engines.get(chunk, {}).get(gpu),
-                                                      (start, end))
-    steps: dict[Any, dict[str, Interval]] = {}
+    origin = min((start for _, start, _ in requests), default=0.0)
+    engines: dict[str, Interval] = {}
+    for gpu, start, end in requests:
+        engines[gpu] = _widened(engines.get(gpu), (start, end))
+    steps: dict[int, dict[str, Interval]] = {}
     for span in driver_spans:
         if span["chunk"] is not None:
             row = steps.setdefault(span["chunk"], {})
             row[span["step"]] = _widened(row.get(span["step"]), (span["start"], span["end"]))
-    rows = []
-    # A request outside any engine stage job (None) would be listed last.
-    for chunk in sorted({*engines, *steps}, key=lambda c: (c is None, c or 0)):
-        driver = steps.get(chunk, {})
-        rows.append({
-            "chunk": chunk,
-            **{step: _relative(span, origin) for step, span in sorted(driver.items())},
-            "engines": {gpu: _relative(span, origin)
-                        for gpu, span in sorted(engines.get(chunk, {}).items())},
-        })
-    busy = merged((start, end) for _, _, start, end in requests)
-    return {"chunks": rows, "all_idle": idle_gaps(busy, driver_spans, origin),
-            "median_s": _median_lengths(steps)}
+    busy = merged((start, end) for _, start, end in requests)
+    return {
+        "engines": {gpu: _relative(span, origin) for gpu, span in sorted(engines.items())},
+        "chunks": [{"chunk": chunk, **{step: _relative(span, origin)
+                                       for step, span in sorted(steps[chunk].items())}}
+                   for chunk in sorted(steps)],
+        "all_idle": idle_gaps(busy, driver_spans, origin),
+        "median_s": _median_lengths(steps),
+    }
 
 
 def idle_gaps(busy: Sequence[Interval], driver_spans: Sequence[dict[str, Any]],
@@ -72,7 +67,7 @@ def idle_gaps(busy: Sequence[Interval], driver_spans: Sequence[dict[str, Any]],
             "s_otherwise": round(total - overlap, 1), "gaps": listed}
 
 
-def _median_lengths(steps: dict[Any, dict[str, Interval]]) -> dict[str, float]:
+def _median_lengths(steps: dict[int, dict[str, Interval]]) -> dict[str, float]:
     """The median seconds of each driver step over the chunks."""
     lengths: dict[str, list[float]] = {}
     for row in steps.values():

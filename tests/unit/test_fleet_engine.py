@@ -8,7 +8,6 @@ import pytest
 
 from benchmarks.fleet_engine import (
     PacedEngine,
-    chunk_of_job_group,
     fleet_figures,
     fleet_model,
     read_records,
@@ -72,28 +71,14 @@ def test_an_engine_that_never_served_counts_as_idle_throughout():
     assert figures["tail_share"] == pytest.approx(1.0)
 
 
-def test_the_chunk_comes_from_the_engine_stage_job_group():
-    assert chunk_of_job_group("candid-20261206-ab12-chunk-13") == 13
-    assert chunk_of_job_group("some other group") is None
-    assert chunk_of_job_group(None) is None
-
-
-def test_served_records_name_the_chunk_outside_spark_as_none(tmp_path):
-    stream = _engine(tmp_path, gpu="0").open_stream()
-    stream.submit(Request(key=0, call=None, image=None))
-    while stream.in_flight:
-        stream.poll()
-    served = [r for r in read_records(tmp_path) if r["event"] == "served"]
-    assert served and all(r["chunk"] is None for r in served)
-
-
 def test_the_timeline_lines_engines_up_with_the_driver_steps():
     records = [
-        # Chunk 0: GPU 0 from 100 to 110, GPU 1 from 100 to 112; chunk 1: both from 120 to 130.
-        {"event": "served", "gpu": "0", "chunk": 0, "requests": [[100.0, 105.0], [104.0, 110.0]]},
-        {"event": "served", "gpu": "1", "chunk": 0, "requests": [[100.0, 112.0]]},
-        {"event": "served", "gpu": "0", "chunk": 1, "requests": [[120.0, 130.0]]},
-        {"event": "served", "gpu": "1", "chunk": 1, "requests": [[121.0, 130.0]]},
+        # GPU 0 busy 100-110 and 120-130; GPU 1 busy 100-112 and 121-130.
+        {"event": "build", "gpu": "0", "capacity": 2},
+        {"event": "served", "gpu": "0", "requests": [[100.0, 105.0], [104.0, 110.0]]},
+        {"event": "served", "gpu": "1", "requests": [[100.0, 112.0]]},
+        {"event": "served", "gpu": "0", "requests": [[120.0, 130.0]]},
+        {"event": "served", "gpu": "1", "requests": [[121.0, 130.0]]},
     ]
     driver = [
         {"step": "stage", "chunk": 0, "start": 98.0, "end": 113.0},
@@ -103,10 +88,11 @@ def test_the_timeline_lines_engines_up_with_the_driver_steps():
         {"step": "commit", "chunk": 1, "start": 131.0, "end": 134.0},
     ]
     timeline = chunk_timeline(records, driver)
-    first, second = timeline["chunks"]
-    assert first == {"chunk": 0, "commit": [13.0, 17.0], "stage": [-2.0, 13.0],
-                     "write_back": [17.0, 19.0], "engines": {"0": [0.0, 10.0], "1": [0.0, 12.0]}}
-    assert second["engines"] == {"0": [20.0, 30.0], "1": [21.0, 30.0]}
+    assert timeline["engines"] == {"0": [0.0, 30.0], "1": [0.0, 30.0]}
+    assert timeline["chunks"] == [
+        {"chunk": 0, "commit": [13.0, 17.0], "stage": [-2.0, 13.0], "write_back": [17.0, 19.0]},
+        {"chunk": 1, "commit": [31.0, 34.0], "stage": [13.0, 31.0]},
+    ]
     idle = timeline["all_idle"]
     # No engine held a request from 112 to 120: 6 s of it beside commit and write-back of
     # chunk 0 (113-119), the rest not.
@@ -118,5 +104,5 @@ def test_the_timeline_lines_engines_up_with_the_driver_steps():
 
 def test_the_timeline_of_a_run_that_served_nothing_is_empty():
     assert chunk_timeline([], []) == {
-        "chunks": [], "median_s": {},
+        "engines": {}, "chunks": [], "median_s": {},
         "all_idle": {"s": 0.0, "s_while_committing": 0.0, "s_otherwise": 0.0, "gaps": []}}
