@@ -10,9 +10,12 @@ and once with ``true``, on fresh tables, in the same run.
 
 Reported per mode: fleet utilization = engine-busy seconds / (engines x wall time from the
 first request to the last result), busy being slot-time / capacity; engine builds per GPU; the
-tail share (time with fewer than all engines busy); the run's wall time; and a profile of
+tail share (time with fewer than all engines busy); the run's wall time; a profile of
 the engine-seconds not busy: with every engine idle (the GPUs wait for the driver), with some
-idle (a chunk's tail, a slow GPU), with free slots (a task's ramp-up and drain).
+idle (a chunk's tail, a slow GPU), with free slots (a task's ramp-up and drain); and a
+timeline (``benchmarks.fleet_timeline``): per chunk, each engine's span beside the driver's
+engine stage job, commit and write-back, and every moment all engines waited, with the
+driver steps running then.
 
 Run: ``.venv/bin/python benchmarks/bench_fleet.py [--quick]`` (writes
 ``benchmarks/results/fleet.json``; the last line is ``fleet utilization X``, pipelined).
@@ -41,9 +44,17 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installi
 
 from benchmarks.bench_scale import Params, make_corpus  # noqa: E402
 from benchmarks.fleet_engine import fleet_figures, fleet_model, read_records  # noqa: E402
+from benchmarks.fleet_timeline import chunk_timeline  # noqa: E402
+from benchmarks.scale_probes import StepTimer  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "fleet.json"
 GPU_PROFILE = REPO / "conf" / "spark" / "gpu-cluster.yaml"
+# The driver's steps per chunk, timed for the timeline: (step, module, function, chunk number).
+DRIVER_STEPS = (
+    ("stage", "jobs.describe.chunks", "stage_chunk", lambda args: args[3]),
+    ("commit", "jobs.describe.chunks", "commit_staged", lambda args: args[3]),
+    ("write_back", "jobs.describe.chunks", "write_back_chunk", lambda args: args[2].index),
+)
 
 
 def start_spark(url: str, engines: int, workdir: Path):
@@ -107,25 +118,29 @@ def run_mode(spark, args, corpus_manifest: Path, workdir: Path, mode: str) -> di
     # By its importable name, also when this file runs as __main__: pickled by reference.
     factory = importlib.import_module("benchmarks.fleet_engine").make_paced_engine
     started = time.time()
-    summary = run_describe(config, spark, make_engine=factory)
+    with StepTimer(DRIVER_STEPS) as steps:
+        summary = run_describe(config, spark, make_engine=factory)
     seconds = time.time() - started
+    records = read_records(log_dir)
     return {
         "mode": "pipelined" if mode == "on" else "serial", "rows": summary.rows_processed,
         "chunks": summary.chunks, "statuses": summary.tally.statuses,
-        "run_seconds": round(seconds, 1), **fleet_figures(read_records(log_dir), args.engines),
+        "run_seconds": round(seconds, 1), **fleet_figures(records, args.engines),
+        "timeline": chunk_timeline(records, steps.spans),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="1,500 rows in tasks of 50 (one per GPU per chunk), pipelined only "
-                        "(unless --modes says otherwise): about 4 minutes")
+                        help="900 rows in 6 chunks, tasks of 50 (one per GPU per chunk), "
+                        "pipelined only (unless --modes says otherwise): about 4 minutes on 2 "
+                        "cores (1,500 rows in 10 chunks took 5 min 41 s)")
     parser.add_argument("--modes", default=None,
                         help="off,on (default; --quick: on): pipeline_chunks false and true")
     parser.add_argument("--engines", type=int, default=3)
     parser.add_argument("--rows", type=int, default=None)
-    parser.add_argument("--chunks", type=int, default=10)
+    parser.add_argument("--chunks", type=int, default=None, help="default 10 (--quick: 6)")
     parser.add_argument("--capacity", type=int, default=8, help="requests per engine at once")
     parser.add_argument("--service-s", type=float, default=1.0, help="seconds per request")
     parser.add_argument("--slow", type=float, default=1.3, help="the last GPU's slowdown")
@@ -134,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=REPO / "build" / "bench-fleet")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    args.rows = args.rows or (1500 if args.quick else 6000)
+    args.rows = args.rows or (900 if args.quick else 6000)
+    args.chunks = args.chunks or (6 if args.quick else 10)
     args.tasks_per_slot = args.tasks_per_slot or (1 if args.quick else 2)
     args.modes = args.modes or ("on" if args.quick else "off,on")
     workdir = args.workdir.resolve()
@@ -163,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for mode in modes:
-        print(json.dumps(mode))
+        print(json.dumps({k: v for k, v in mode.items() if k != "timeline"}))
     print(f"fleet utilization {modes[-1]['fleet_utilization']:.3f}")
     return 0
 

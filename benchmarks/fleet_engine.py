@@ -9,7 +9,9 @@ taken, and ``busy_s`` adds up ``service_s / capacity`` per request served.
 
 Every engine appends what it did to ``<log_dir>/<gpu>-<pid>-<n>.jsonl``: one ``build`` line,
 then one ``served`` line per poll with the requests that finished (admitted, finished times).
-``fleet_figures`` turns those files into the benchmark's figures.
+``fleet_figures`` turns those files into the benchmark's figures (``benchmarks.fleet_timeline``
+into its timeline). A request cannot name its chunk: on a GPU executor the engine runs in the
+engine server process of its GPU (``udfs.engines.server``), which has no Spark task context.
 
 Settings travel in ``EngineSettings.model`` (a free string for fakes):
 ``"fleet:log_dir=/x;capacity=8;service_s=0.2;slow_gpu=2;slow=1.3"``.

@@ -67,15 +67,20 @@ class PeakRss:
 
 
 class StepTimer:
-    """Wraps the module functions a describe run calls for each step and records
-    ``(step, chunk, seconds)`` per call; restores them on exit."""
+    """Wraps the module functions a describe run calls for each step (``steps``, as in
+    ``STEPS``) and records ``(step, chunk, seconds)`` per call, and in ``spans`` each call's
+    wall-clock start and end (``time.time``, to line up with other processes' records);
+    restores the functions on exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps: tuple[tuple[str, str, str, Callable[[tuple], int] | None], ...]
+                 = STEPS) -> None:
         self.calls: list[tuple[str, int | None, float]] = []
+        self.spans: list[dict[str, Any]] = []
+        self._steps = steps
         self._saved: list[tuple[Any, str, Callable]] = []
 
     def __enter__(self) -> StepTimer:
-        for step, module_name, name, chunk_of in STEPS:
+        for step, module_name, name, chunk_of in self._steps:
             module = importlib.import_module(module_name)
             original = getattr(module, name)
             self._saved.append((module, name, original))
@@ -88,12 +93,14 @@ class StepTimer:
 
     def _timed(self, step: str, original: Callable, chunk_of: Callable | None) -> Callable:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, wall = time.perf_counter(), time.time()
             try:
                 return original(*args, **kwargs)
             finally:
                 chunk = chunk_of(args) if chunk_of else None
                 self.calls.append((step, chunk, time.perf_counter() - started))
+                self.spans.append({"step": step, "chunk": chunk, "start": wall,
+                                   "end": time.time()})
 
         return timed
 
