@@ -54,10 +54,11 @@ def write_back_chunk(spark: SparkSession, run: DescribeRun, chunk: Chunk) -> Non
     every chunk); a write-back that loses to other writers is left to the end of the run."""
     from pyspark.sql import functions as F
 
-    if not run.config.source_column.enabled or _append_only(spark, run):
-        return  # an append-only table is reported once, by the end-of-run pass
-    if not _every_chunk(spark, run):
+    if not run.config.source_column.enabled:
         return
+    flags = _table_flags(spark, run.config.input_table)  # read once: each read is a Spark job
+    if _append_only(flags) or not _every_chunk(run, flags):
+        return  # an append-only table is reported once, by the end-of-run pass
     rows = _current_ok(spark, run)
     if results_layout(spark, run.scope.table).buckets is not None:
         rows = rows.where(F.col(BUCKET).isin(list(chunk.buckets)))  # prunes the partitions
@@ -76,14 +77,15 @@ def write_back(spark: SparkSession, run: DescribeRun, reporter: Reporter) -> Non
     if not run.config.source_column.enabled:
         return
     column, table = description_column(run), run.config.input_table
-    if _append_only(spark, run):
+    flags = _table_flags(spark, table)
+    if _append_only(flags):
         message = (f"[describe] {column} not written onto {table}: the table is append-only "
                    f"({APPEND_ONLY}=true); the descriptions are in {run.scope.table}. Unset "
                    "source_column.enabled to silence this, or lift the property to write back")
         log.warning(message)
         reporter.phase(message)
         return
-    if _every_chunk(spark, run):
+    if _every_chunk(run, flags):
         # Each chunk was written back after its commit; this pass catches what a chunk's
         # write-back lost to other writers, and commits nothing when there is none.
         reporter.phase(f"[describe] {column} was written onto {table} after each chunk")
@@ -137,18 +139,22 @@ def _current_ok(spark: SparkSession, run: DescribeRun) -> DataFrame:
     return current_rows(spark, run).where(F.col("status") == "ok")
 
 
-def _every_chunk(spark: SparkSession, run: DescribeRun) -> bool:
+def _every_chunk(run: DescribeRun, flags: dict[str, str]) -> bool:
     setting = run.config.source_column.every_chunk
     if setting != "auto":
         return setting == "always"
-    return _table_flag(spark, run.config.input_table, DELETION_VECTORS)
+    return _flag(flags, DELETION_VECTORS)
 
 
-def _append_only(spark: SparkSession, run: DescribeRun) -> bool:
-    return _table_flag(spark, run.config.input_table, APPEND_ONLY)
+def _append_only(flags: dict[str, str]) -> bool:
+    return _flag(flags, APPEND_ONLY)
 
 
-def _table_flag(spark: SparkSession, table: str, name: str) -> bool:
+def _table_flags(spark: SparkSession, table: str) -> dict[str, str]:
+    """The Delta table's properties (one ``DESCRIBE DETAIL``)."""
+    return dict(delta_table(spark, table).detail().first()["properties"] or {})
+
+
+def _flag(properties: dict[str, str], name: str) -> bool:
     """A boolean Delta table property (false when unset)."""
-    properties = delta_table(spark, table).detail().first()["properties"] or {}
     return str(properties.get(name, "false")).lower() == "true"
