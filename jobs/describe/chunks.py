@@ -120,7 +120,8 @@ def engine_output(
     feeding: Accumulator,
 ) -> DataFrame:
     """The chunk's result rows as a lazy DataFrame: its rows, spread over the engine tasks,
-    through the engine, with the columns the results table adds."""
+    through the engine, with the input columns the config carries and the typed JSON view
+    (``stage_chunk`` adds the staging columns, ``written_at`` and ``chunk``)."""
     from pyspark.sql import functions as F
 
     describe = make_partition_fn(run.task, on_stats=lambda stats: feeding.add([task_record(stats)]))
@@ -129,8 +130,6 @@ def engine_output(
         rows.select("image_id", "path", "attempts")
         .repartition(engine_tasks(spark, run), "image_id")
         .mapInPandas(counting_statuses(describe, counts), schema=result_schema_ddl())
-        .withColumn("written_at", F.current_timestamp())
-        .withColumn("chunk", F.lit(chunk.index).cast("int"))
     )
     carried = run.config.input.extra_columns
     if carried:  # input columns the config carries into the results

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 REUSE_CHUNK = -1
 FANOUT_CHUNK = -2
 # A copy's own values, never the donor's: besides the target row's (image_id, path, attempts,
-# carried input columns), these are made afresh (the bucket at the MERGE, from the image_id).
+# carried input columns), these are made afresh (written_at by the staging, the bucket at the
+# MERGE, from the image_id).
 _FRESH_COLUMNS = ("run_id", "written_at", "bucket")
 
 
@@ -120,7 +121,5 @@ def copy_from_donors(
         targets.select(*own, HASH)
         .join(chosen, HASH, "inner")
         .withColumn("run_id", F.lit(run_id))
-        .withColumn("written_at", F.current_timestamp())
-        .withColumn("chunk", F.lit(chunk).cast("int"))
     )
     return commit_chunk(spark, copies, results_table, run_id, chunk).tally
