@@ -112,11 +112,11 @@ def log_chunk_costs(
 ) -> None:
     """The chunk's feeding figures and cost ledger to MLflow (step = chunk); its tasks join
     the run's ``ledger``."""
-    own = TaskLedger(slots=ledger.slots)
-    own.add_tasks(engine.tasks)
+    chunk_ledger = TaskLedger(slots=ledger.slots)
+    chunk_ledger.add_tasks(engine.tasks)
     ledger.add_tasks(engine.tasks)
     run.tracker.log_metrics({**engine_metrics(engine.stats, prefix="chunk."),
-                             **own.metrics(prefix="chunk."),
+                             **chunk_ledger.metrics(prefix="chunk."),
                              **per_engine_metrics(engine.tasks)}, step=chunk.index)
 
 
