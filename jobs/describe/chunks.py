@@ -25,58 +25,77 @@ from jobs.commandline.progress import (
     counting_statuses,
     polling,
 )
-from jobs.describe.commit import CommittedChunk, commit_staged, stage_chunk, staging_table_for
+from jobs.describe.commit import commit_staged, stage_chunk, staging_table_for
+from jobs.describe.dedup import IdenticalReuse
 from jobs.describe.ledger import TaskLedger, engine_note, per_engine_metrics
-from jobs.describe.pending import Chunk, split_chunks
+from jobs.describe.pending import Chunk, PendingPlan, split_chunks
 from jobs.describe.pipeline import PIPELINED_DEPTH, ChunkPipeline
-from jobs.describe.start import DescribeRun, DescribeSummary
+from jobs.describe.start import DescribeRun
 from jobs.describe.write_back import write_back_chunk
 from udfs.outputs.structured import structured_columns
+from udfs.outputs.tally import Tally
 from udfs.runner.describe import result_schema_ddl
 from udfs.runner.feed_stats import ENGINE_KEY, task_record
 from udfs.runner.feeding import FeedStats, engine_metrics
 from udfs.runner.spark_udf import make_partition_fn
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark import Accumulator
     from pyspark.sql import DataFrame, SparkSession
 
 
+@dataclass(frozen=True)
+class DescribedChunks:
+    """What the engine step produced: the rows it had to describe and their chunks, the
+    committed rows' tally, the executors' feeding stats summed over every chunk, the cost
+    ledger of the engine tasks, and a sample of committed rows for MLflow."""
+
+    rows_to_describe: int
+    chunks: int
+    tally: Tally
+    engine: FeedStats
+    ledger: TaskLedger
+    samples: tuple[pd.DataFrame, ...]
+
+
 def describe_chunks(
-    spark: SparkSession, run: DescribeRun, rows: DataFrame, reporter: Reporter
-) -> None:
-    """Describe ``rows`` chunk by chunk: engine stage (run ahead when pipelined), commit,
-    tally, write-back. The summary and the progress line follow each commit."""
-    summary = run.summary
-    summary.rows_to_describe = rows.count()
-    chunks = split_chunks(
-        spark, rows, summary.rows_to_describe, run.config.chunk_size, run.scope.table
-    )
-    summary.chunks = len(chunks)
+    spark: SparkSession, run: DescribeRun, plan: PendingPlan, reused: IdenticalReuse,
+    reporter: Reporter,
+) -> DescribedChunks:
+    """Describe ``reused.to_describe`` chunk by chunk: engine stage (run ahead when pipelined),
+    commit, tally, write-back. The progress line follows each commit."""
+    rows = reused.to_describe
+    count = rows.count()
+    chunks = split_chunks(spark, rows, count, run.config.chunk_size, run.scope.table)
     reporter.phase(
-        f"[describe] {run.scope.key} (fingerprint {run.fingerprint}): {summary.rows_in} input "
-        f"rows, {summary.rows_reused} copied from identical images, "
-        f"{summary.rows_to_describe} to describe in {summary.chunks} chunk(s)"
+        f"[describe] {run.scope.key} (fingerprint {run.fingerprint}): {plan.rows_in} input "
+        f"rows, {reused.copied.rows} copied from identical images, "
+        f"{count} to describe in {len(chunks)} chunk(s)"
     )
-    progress = LiveRows(reporter.rows(summary.rows_to_describe, "describe"), summary)
-    run.ledger.slots = engine_slots(spark)
+    progress = LiveRows(reporter.rows(count, "describe"))
+    ledger = TaskLedger(slots=engine_slots(spark))
     pipeline = ChunkPipeline(
         spark, run.task.run_id, lambda chunk: run_engine_stage(spark, run, chunk, progress),
         depth=PIPELINED_DEPTH if run.config.pipeline_chunks else 1,
         index=lambda chunk: chunk.index,
     )
+    tally, engine_total, samples = Tally(), FeedStats(), []
     with closing(pipeline.staged(chunks)) as staged:
         for chunk, engine in staged:
-            wanted = run.config.mlflow.sample_rows - sum(len(s) for s in run.samples)
+            wanted = run.config.mlflow.sample_rows - sum(len(s) for s in samples)
             done = commit_staged(
                 spark, run.scope.table, run.task.run_id, chunk.index, sample_rows=wanted
             )
-            progress.committed(chunk.index, done, engine.stats)
+            tally = tally + done.tally
+            engine_total = FeedStats.combined([engine_total, engine.stats])
+            progress.committed(chunk.index, tally, engine_total)
             if done.sample is not None:
-                run.samples.append(done.sample)
-            log_chunk_costs(run, chunk, engine)
+                samples.append(done.sample)
+            log_chunk_costs(run, ledger, chunk, engine)
             write_back_chunk(spark, run, chunk)
     progress.close()
+    return DescribedChunks(count, len(chunks), tally, engine_total, ledger, tuple(samples))
 
 
 @dataclass
@@ -88,14 +107,16 @@ class EngineStage:
     tasks: list[dict[str, Any]]
 
 
-def log_chunk_costs(run: DescribeRun, chunk: Chunk, engine: EngineStage) -> None:
+def log_chunk_costs(
+    run: DescribeRun, ledger: TaskLedger, chunk: Chunk, engine: EngineStage
+) -> None:
     """The chunk's feeding figures and cost ledger to MLflow (step = chunk); its tasks join
-    the run's ledger."""
-    ledger = TaskLedger(slots=run.ledger.slots)
+    the run's ``ledger``."""
+    chunk_ledger = TaskLedger(slots=ledger.slots)
+    chunk_ledger.add_tasks(engine.tasks)
     ledger.add_tasks(engine.tasks)
-    run.ledger.add_tasks(engine.tasks)
     run.tracker.log_metrics({**engine_metrics(engine.stats, prefix="chunk."),
-                             **ledger.metrics(prefix="chunk."),
+                             **chunk_ledger.metrics(prefix="chunk."),
                              **per_engine_metrics(engine.tasks)}, step=chunk.index)
 
 
@@ -120,7 +141,8 @@ def engine_output(
     feeding: Accumulator,
 ) -> DataFrame:
     """The chunk's result rows as a lazy DataFrame: its rows, spread over the engine tasks,
-    through the engine, with the columns the results table adds."""
+    through the engine, with the input columns the config carries and the typed JSON view
+    (``stage_chunk`` adds the staging columns, ``written_at`` and ``chunk``)."""
     from pyspark.sql import functions as F
 
     describe = make_partition_fn(run.task, on_stats=lambda stats: feeding.add([task_record(stats)]))
@@ -129,8 +151,6 @@ def engine_output(
         rows.select("image_id", "path", "attempts")
         .repartition(engine_tasks(spark, run), "image_id")
         .mapInPandas(counting_statuses(describe, counts), schema=result_schema_ddl())
-        .withColumn("written_at", F.current_timestamp())
-        .withColumn("chunk", F.lit(chunk.index).cast("int"))
     )
     carried = run.config.input.extra_columns
     if carried:  # input columns the config carries into the results
@@ -158,13 +178,13 @@ def engine_slots(spark: SparkSession) -> int:
 
 
 class LiveRows:
-    """The progress line over concurrent chunks: committed rows (the summary) plus what the
-    finished tasks of the chunks still in their engine stage reported. Thread-safe: pollers of
-    two engine stages and the commit loop update it."""
+    """The progress line over concurrent chunks: the committed rows' figures (handed in after
+    each commit) plus what the finished tasks of the chunks still in their engine stage
+    reported. Thread-safe: pollers of two engine stages and the commit loop update it."""
 
-    def __init__(self, progress: RowProgress, summary: DescribeSummary):
+    def __init__(self, progress: RowProgress):
         self._progress = progress
-        self._summary = summary
+        self._committed = Tally()
         self._live: dict[int, dict[str, int]] = {}
         self._tasks: dict[str, dict] = {}  # engine -> its latest finished task's record
         self._busy = ""
@@ -183,15 +203,13 @@ class LiveRows:
 
         return report
 
-    def committed(self, chunk: int, done: CommittedChunk, engine: FeedStats) -> None:
-        """The chunk's committed figures replace its live ones, in the summary and the line."""
-        summary = self._summary
+    def committed(self, chunk: int, tally: Tally, engine: FeedStats) -> None:
+        """Chunk ``chunk`` committed: the committed chunks' tally and feeding stats so far
+        replace its live figures."""
         with self._lock:
             self._live.pop(chunk, None)
-            summary.tally += done.tally
-            summary.rows_processed += done.tally.rows
-            summary.engine = FeedStats.combined([summary.engine, engine])
-            self._busy = f"engine busy {summary.engine.busy_fraction:.0%}"
+            self._committed = tally
+            self._busy = f"engine busy {engine.busy_fraction:.0%}"
             self._render()
 
     def close(self) -> None:
@@ -200,7 +218,7 @@ class LiveRows:
     def _render(self) -> None:
         done = sum(sum(counts.values()) for counts in self._live.values())
         ok = sum(counts.get("ok", 0) for counts in self._live.values())
-        summary = self._summary
+        committed = self._committed
         note = "; ".join(p for p in (self._busy, engine_note(self._tasks.values())) if p)
-        self._progress.update(summary.rows_processed + done, summary.tally.ok + ok,
-                              summary.tally.errors + done - ok, note=note)
+        self._progress.update(committed.rows + done, committed.ok + ok,
+                              committed.errors + done - ok, note=note)

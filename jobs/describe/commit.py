@@ -4,6 +4,7 @@ Protocol per chunk (see docs/operations.md):
 
 1. The engine's output for a chunk is written once to the staging table, partition
    ``(run_id, chunk)``, with ``replaceWhere`` (a retried write replaces, never duplicates).
+   ``stage_chunk`` adds the partition column and the chunk's ``written_at``.
 2. The staged rows are MERGEd into the results table on ``RESULT_KEYS``. A row only replaces an
    older row (``written_at``), so merging the same staged rows twice changes nothing, and the
    MERGE runs under a Delta ``txnAppId``/``txnVersion`` so a committed one is skipped on retry.
@@ -44,6 +45,8 @@ log = logging.getLogger("candid.staging")
 
 STAGING_SCHEMA_DDL = RESULTS_SCHEMA_DDL + ", `chunk` INT"
 STAGING_PARTITIONS = ("run_id", "chunk")
+# Columns the staging module adds to every staged row (``stage_chunk``), never its callers.
+STAGED_COLUMNS = ("written_at", "chunk")
 TXN_APP_PREFIX = "candid-merge-"
 # What Delta says to a creator that finds another creator's empty _delta_log folder.
 HALF_CREATED_ERRORS = ("DELTA_TABLE_NOT_FOUND", "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION")
@@ -101,9 +104,20 @@ def _half_created_check(spark: SparkSession, ref: str) -> Callable[[BaseExceptio
     return half_created
 
 
-def stage_chunk(staged: DataFrame, staging_table: str, run_id: str, chunk: int) -> None:
-    """Write one chunk's results to the staging table (runs the engine: the only action that
-    does). Replaces the partition, so a retried write leaves exactly one copy."""
+def stage_chunk(rows: DataFrame, staging_table: str, run_id: str, chunk: int) -> None:
+    """Write one chunk's result rows to its staging partition (runs the engine: the only
+    action that does). Replaces the partition, so a retried write leaves exactly one copy.
+
+    The staging table's own columns are added here, not by callers: ``chunk`` (the partition)
+    and ``written_at``, one timestamp for every row of the chunk (Spark fixes
+    ``current_timestamp()`` once per query), which the MERGE compares to keep the newer row."""
+    from pyspark.sql import functions as F
+
+    owned = [c for c in STAGED_COLUMNS if c in rows.columns]
+    if owned:
+        raise ValueError(f"rows to stage must not carry {owned}: stage_chunk adds them")
+    staged = rows.withColumn("written_at", F.current_timestamp()).withColumn(
+        "chunk", F.lit(int(chunk)).cast("int"))
     writer = (
         staged.write.format("delta").mode("overwrite")
         # JSON-mode prompts add a typed `structured` column on first use.
@@ -140,8 +154,9 @@ def commit_chunk(
     sample_rows: int = 0,
     watch_staging: Callable[[], AbstractContextManager[None]] = nullcontext,
 ) -> CommittedChunk:
-    """The whole protocol for one chunk: stage ``rows`` (the only action that evaluates them,
-    inside ``watch_staging()``, e.g. a progress watcher), then ``commit_staged``."""
+    """The whole protocol for one chunk: stage ``rows`` (result rows without ``written_at`` and
+    ``chunk``; the only action that evaluates them, inside ``watch_staging()``, e.g. a
+    progress watcher), then ``commit_staged``."""
     staging = staging_table_for(results_table)
     with watch_staging():
         stage_chunk(rows, staging, run_id, chunk)

@@ -18,6 +18,7 @@ are rows of the run's own fingerprint only (``ResultScope.current``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jobs.describe.commit import commit_chunk
@@ -34,47 +35,53 @@ if TYPE_CHECKING:
 REUSE_CHUNK = -1
 FANOUT_CHUNK = -2
 # A copy's own values, never the donor's: besides the target row's (image_id, path, attempts,
-# carried input columns), these are made afresh (the bucket at the MERGE, from the image_id).
+# carried input columns), these are made afresh (written_at by the staging, the bucket at the
+# MERGE, from the image_id).
 _FRESH_COLUMNS = ("run_id", "written_at", "bucket")
 
 
-def reuse_identical(
-    spark: SparkSession, run: DescribeRun, plan: PendingPlan
-) -> tuple[DataFrame, DataFrame | None]:
+@dataclass(frozen=True)
+class IdenticalReuse:
+    """What the reuse step produced: the rows left to describe, the duplicates to copy once
+    their representative is described (None: nothing to fan out), and what it copied."""
+
+    to_describe: DataFrame
+    duplicates: DataFrame | None
+    copied: Tally
+
+
+def reuse_identical(spark: SparkSession, run: DescribeRun, plan: PendingPlan) -> IdenticalReuse:
     """Copy earlier ok results of identical bytes onto pending rows, then split what is left
-    into (rows to describe, duplicates to copy once their representative is described)."""
+    into the rows to describe and the duplicates to copy after them."""
     from pyspark.sql import functions as F
 
-    if HASH not in plan.pending.columns or not run.summary.rows_pending:
-        return plan.pending, None
+    if HASH not in plan.pending.columns or not plan.rows_pending:
+        return IdenticalReuse(plan.pending, None, Tally())
     donors = current_rows(spark, run, plan.results_version).where(F.col("status") == "ok")
-    _count_reused(run, copy_from_donors(
+    copied = copy_from_donors(
         spark, donors, plan.pending, run.scope.table, run.task.run_id, REUSE_CHUNK,
         run.config.input.extra_columns,
-    ))
+    )
     # At a fixed version: ``duplicates`` is evaluated again after the chunks commit, and must
     # not see the representatives described meanwhile (they would drop out of the ranking and
     # a duplicate would become a representative that nobody describes).
     after_copies = latest_version(spark, run.scope.table)
-    copied = current_rows(spark, run, after_copies).where(F.col("run_id") == run.task.run_id)
-    remaining = plan.pending.join(copied.select("image_id"), "image_id", "left_anti")
-    return split_representatives(remaining)
+    done = current_rows(spark, run, after_copies).where(F.col("run_id") == run.task.run_id)
+    remaining = plan.pending.join(done.select("image_id"), "image_id", "left_anti")
+    return IdenticalReuse(*split_representatives(remaining), copied)
 
 
-def fan_out_duplicates(spark: SparkSession, run: DescribeRun, duplicates: DataFrame | None) -> None:
+def fan_out_duplicates(
+    spark: SparkSession, run: DescribeRun, duplicates: DataFrame | None
+) -> Tally:
     """Give each duplicate its representative's result, whatever its status (the same bytes
-    fail the same way)."""
+    fail the same way); returns what was copied."""
     if duplicates is None:
-        return
-    _count_reused(run, copy_from_donors(
+        return Tally()
+    return copy_from_donors(
         spark, current_rows(spark, run), duplicates, run.scope.table, run.task.run_id,
         FANOUT_CHUNK, run.config.input.extra_columns,
-    ))
-
-
-def _count_reused(run: DescribeRun, copied: Tally) -> None:
-    run.summary.tally += copied
-    run.summary.rows_reused += copied.rows
+    )
 
 
 def split_representatives(pending: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -120,7 +127,5 @@ def copy_from_donors(
         targets.select(*own, HASH)
         .join(chosen, HASH, "inner")
         .withColumn("run_id", F.lit(run_id))
-        .withColumn("written_at", F.current_timestamp())
-        .withColumn("chunk", F.lit(chunk).cast("int"))
     )
     return commit_chunk(spark, copies, results_table, run_id, chunk).tally

@@ -21,13 +21,16 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-@dataclass
+@dataclass(frozen=True)
 class PendingPlan:
-    """The run's pending rows, cached while the plan is used as a context manager."""
+    """The run's pending rows, cached while the plan is used as a context manager, and the
+    counts and table versions they were planned from."""
 
     input_version: int
     results_version: int
     pending: DataFrame
+    rows_in: int
+    rows_pending: int
 
     def __enter__(self) -> PendingPlan:
         return self
@@ -38,17 +41,17 @@ class PendingPlan:
 
 def plan_pending(spark: SparkSession, run: DescribeRun) -> PendingPlan:
     """Read both tables at their current versions and plan the run's pending rows."""
-    config, summary = run.config, run.summary
+    config = run.config
     input_version = latest_version(spark, config.input_table)
     inputs = read_inputs(spark, config, version=input_version)
     check_unique_ids(inputs, config.input_table)
     results_version = latest_version(spark, config.results_table)
     done = current_rows(spark, run, results_version)
     pending = pending_rows(inputs, done, run.retry).cache()
-    summary.input_version = input_version
-    summary.rows_in = inputs.count()
-    summary.rows_pending = pending.count()
-    return PendingPlan(input_version, results_version, pending)
+    return PendingPlan(
+        input_version, results_version, pending,
+        rows_in=inputs.count(), rows_pending=pending.count(),
+    )
 
 
 def current_rows(spark: SparkSession, run: DescribeRun, version: int | None = None) -> DataFrame:

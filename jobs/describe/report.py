@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,27 +23,82 @@ from udfs.runner.feeding import engine_metrics
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from jobs.describe.chunks import DescribedChunks
+    from jobs.describe.dedup import IdenticalReuse
+    from jobs.describe.ledger import TaskLedger
+    from jobs.describe.pending import PendingPlan
+    from udfs.outputs.tally import Tally
+
 
 class FlagRateExceeded(RuntimeError):
     """Guardrail flag rates above ``max_flag_rate``; raised after the results are written."""
 
 
-def finish_run(spark: SparkSession, run: DescribeRun, started: float) -> DescribeSummary:
-    """Close the run: whole-scope tally, MLflow, then ``TrackingError`` (with ``on_error:
-    fail``) or ``FlagRateExceeded``, in that order: the results are written either way."""
-    summary = run.summary
-    summary.seconds = time.perf_counter() - started
-    summary.table_tally = run.scope.tally(spark)
-    log_run(spark, run)
-    summary.tracking_failures = list(run.tracker.failures)
+@dataclass(frozen=True)
+class StepResults:
+    """What the steps between ``open_run`` and ``finish_run`` returned."""
+
+    plan: PendingPlan
+    reused: IdenticalReuse
+    described: DescribedChunks
+    fanned_out: Tally
+
+
+def finish_run(
+    spark: SparkSession, run: DescribeRun, started: float, steps: StepResults
+) -> DescribeSummary:
+    """Close the run: whole-scope tally, the summary assembled from the steps' returns, MLflow,
+    then ``TrackingError`` (with ``on_error: fail``) or ``FlagRateExceeded``, in that order:
+    the results are written either way."""
+    seconds = time.perf_counter() - started
+    table_tally = run.scope.tally(spark)
+    ratios, vs_plan = compare_to_plan(run, steps.described.ledger)
+    summary = summarize(run, steps, seconds, table_tally, vs_plan)
+    log_run(spark, run, summary, steps.described, ratios)
+    # The MLflow failures are known only once logging is done (summary.json has none of them).
+    summary = replace(summary, tracking_failures=list(run.tracker.failures))
     run.tracker.raise_for_failures()
-    check_flag_rates(spark, run)
+    check_flag_rates(spark, run, summary)
     return summary
 
 
-def log_run(spark: SparkSession, run: DescribeRun) -> None:
+def summarize(
+    run: DescribeRun, steps: StepResults, seconds: float, table_tally: Tally,
+    vs_plan: list[str],
+) -> DescribeSummary:
+    """The run's summary, from what opening found and what each step returned."""
+    opening, plan, described = run.opening, steps.plan, steps.described
+    copied = steps.reused.copied + steps.fanned_out
+    return DescribeSummary(
+        run_id=run.task.run_id, results_table=run.config.results_table,
+        input_table=run.config.input_table, prompt=run.prompt.key,
+        prompt_hash=run.prompt.content_hash(), fingerprint=run.fingerprint,
+        model=run.scope.model, input_version=plan.input_version, rows_in=plan.rows_in,
+        rows_pending=plan.rows_pending, rows_to_describe=described.rows_to_describe,
+        rows_processed=described.tally.rows, rows_recovered=opening.rows_recovered,
+        rows_reused=copied.rows, rows_replaced=opening.rows_replaced,
+        results_version_before=opening.results_version_before, chunks=described.chunks,
+        seconds=seconds, tally=steps.reused.copied + described.tally + steps.fanned_out,
+        table_tally=table_tally, engine=described.engine,
+        vs_plan=list(vs_plan),
+        registered_prompt=opening.registered_prompt,
+    )
+
+
+def compare_to_plan(run: DescribeRun, ledger: TaskLedger) -> tuple[dict[str, float], list[str]]:
+    """The ``vs_plan.*`` ratios and lines against the plan the run names (none without)."""
+    if not run.config.plan_run:
+        return {}, []
+    planned = run.tracker.metrics(run.config.plan_run)
+    return actual_vs_plan(ledger.metrics(), planned, run.config.plan_run)
+
+
+def log_run(
+    spark: SparkSession, run: DescribeRun, summary: DescribeSummary, described: DescribedChunks,
+    plan_ratios: dict[str, float],
+) -> None:
     """Parameters, metrics, the prompt, the fingerprint's inputs, config and samples."""
-    config, prompt, summary, tracker = run.config, run.prompt, run.summary, run.tracker
+    config, prompt, tracker = run.config, run.prompt, run.tracker
     task = run.task
     tracker.log_params({
         "model": summary.model, "engine": config.engine.backend, "dtype": config.engine.dtype,
@@ -64,12 +119,10 @@ def log_run(spark: SparkSession, run: DescribeRun) -> None:
         **{f"status.{k}": v for k, v in summary.tally.statuses.items()},
         **{f"flag_rate.{k}": v for k, v in summary.tally.flag_rates().items()},
         **engine_metrics(summary.engine),
-        **run.ledger.metrics(),
+        **described.ledger.metrics(),
     })
-    if config.plan_run:
-        ratios, summary.vs_plan = actual_vs_plan(
-            run.ledger.metrics(), tracker.metrics(config.plan_run), config.plan_run)
-        tracker.log_metrics(ratios)
+    if plan_ratios:
+        tracker.log_metrics(plan_ratios)
     tracker.log_text(yaml.safe_dump(prompt.model_dump(mode="json"), sort_keys=False,
                                     allow_unicode=True),  # non-ASCII text as written
                      f"prompt/{prompt.name}_{prompt.version}.yaml")
@@ -82,17 +135,17 @@ def log_run(spark: SparkSession, run: DescribeRun) -> None:
     tracker.log_text(json.dumps(asdict(summary), indent=2, default=str), "summary.json")
     spark_conf = dict(spark.sparkContext.getConf().getAll())
     tracker.log_text(json.dumps(redact(spark_conf), indent=2, sort_keys=True), "spark_conf.json")
-    if run.samples:
-        sample = pd.concat(run.samples, ignore_index=True)
+    if described.samples:
+        sample = pd.concat(described.samples, ignore_index=True)
         tracker.log_table(_loggable(sample), "samples/outputs.json")
     tracker.finish("FINISHED")
 
 
-def check_flag_rates(spark: SparkSession, run: DescribeRun) -> None:
+def check_flag_rates(spark: SparkSession, run: DescribeRun, summary: DescribeSummary) -> None:
     """Raise ``FlagRateExceeded`` naming each flag over its limit, with example rows."""
     from pyspark.sql import functions as F
 
-    limits, summary = run.config.max_flag_rate, run.summary
+    limits = run.config.max_flag_rate
     rates = summary.tally.flag_rates()
     over = guardrails.check_thresholds(rates, limits)
     if not over:

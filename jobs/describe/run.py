@@ -3,7 +3,8 @@
 Run it as ``candid describe --config conf/demo.yaml``, or under spark-submit as
 ``spark-submit $(candid submit-args --config F) jobs/cli.py describe --config F``.
 
-``run_describe`` is the whole run, one step per line; each step lives in its own module.
+``run_describe`` is the whole run, one step per line; each step lives in its own module and
+returns what it produced, and ``finish_run`` assembles the summary from those returns.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from jobs.config import DescribeConfig
 from jobs.describe.chunks import describe_chunks
 from jobs.describe.dedup import fan_out_duplicates, reuse_identical
 from jobs.describe.pending import plan_pending
-from jobs.describe.report import finish_run
+from jobs.describe.report import StepResults, finish_run
 from jobs.describe.start import DescribeSummary, open_run
 from jobs.describe.write_back import write_back
 from jobs.tracking.prompt_store import resolve_prompt
@@ -56,12 +57,12 @@ def run_describe(
     run = open_run(config, spark, prompt, make_engine)  # recover, check fingerprints, track
     try:
         with plan_pending(spark, run) as plan:
-            to_describe, duplicates = reuse_identical(spark, run, plan)
-            describe_chunks(spark, run, to_describe, reporter)
-            fan_out_duplicates(spark, run, duplicates)
+            reused = reuse_identical(spark, run, plan)
+            described = describe_chunks(spark, run, plan, reused, reporter)
+            fanned_out = fan_out_duplicates(spark, run, reused.duplicates)
         write_back(spark, run, reporter)
     except BaseException:
         # Committed chunks stay committed; the MLflow run must not stay RUNNING forever.
         run.tracker.finish("FAILED")
         raise
-    return finish_run(spark, run, started)
+    return finish_run(spark, run, started, StepResults(plan, reused, described, fanned_out))

@@ -2,19 +2,20 @@
 
 ``open_run`` makes the tables, merges what an interrupted run staged, refuses to mix results of
 another fingerprint into this prompt version (unless ``replace``), opens the MLflow run and
-builds the ``DescribeTask`` the executors receive. ``DescribeRun`` then carries the config,
-prompt, scope, task, tracker and summary from step to step (``jobs.describe.run``).
+builds the ``DescribeTask`` the executors receive. ``DescribeRun`` then carries what every step
+reads (config, prompt, scope, task, tracker, and what opening found) from step to step
+(``jobs.describe.run``); it holds nothing a step writes. Each step returns what it produced,
+and ``jobs.describe.report.finish_run`` assembles the ``DescribeSummary`` from those returns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jobs.config import ConfigError, DescribeConfig
 from jobs.describe.commit import ensure_tables, recover_staged
-from jobs.describe.ledger import TaskLedger
 from jobs.tables.delta_io import latest_version
 from jobs.tables.identity import identify_run
 from jobs.tables.results import ResultScope, RetryPolicy
@@ -32,9 +33,10 @@ class FingerprintMismatch(ConfigError):
     """Rows of this prompt version and model were made by something else than this run."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class DescribeSummary:
-    """What a describe run did; printed by the CLI and logged to MLflow."""
+    """What a describe run did; printed by the CLI and logged to MLflow. Assembled once, at the
+    end, from the steps' returns (``jobs.describe.report.summarize``)."""
 
     run_id: str
     results_table: str
@@ -68,9 +70,19 @@ class DescribeSummary:
         return self.rows_processed / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
+class RunOpening:
+    """What ``open_run`` found and did before the first row was described."""
+
+    rows_recovered: int  # staged rows of an interrupted run, merged now
+    rows_replaced: int  # rows of other fingerprints that this run describes again (replace)
+    results_version_before: int  # the results table's Delta version that still has them
+    registered_prompt: str | None  # the prompt's MLflow registry URI, when registered
+
+
+@dataclass(frozen=True)
 class DescribeRun:
-    """What the steps of one describe run share."""
+    """What the steps of one describe run read; none of them writes to it."""
 
     config: DescribeConfig
     prompt: PromptSpec
@@ -78,14 +90,8 @@ class DescribeRun:
     retry: RetryPolicy
     task: DescribeTask
     tracker: RunTracker
-    summary: DescribeSummary
-    samples: list[Any] = field(default_factory=list)
-    # The engine tasks' cost ledger, chunk after chunk (jobs.describe.ledger).
-    ledger: TaskLedger = field(default_factory=TaskLedger)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.summary.fingerprint
+    fingerprint: str
+    opening: RunOpening
 
 
 def open_run(
@@ -117,15 +123,13 @@ def open_run(
         max_waiting_images=config.max_waiting_images, run_id=run_id, fingerprint=fingerprint,
         make_engine=make_engine,
     )
-    summary = DescribeSummary(
-        run_id=run_id, results_table=config.results_table, input_table=config.input_table,
-        prompt=prompt.key, prompt_hash=prompt.content_hash(), fingerprint=fingerprint,
-        model=scope.model, rows_recovered=recovered, rows_replaced=sum(stale.values()),
+    opening = RunOpening(
+        rows_recovered=recovered, rows_replaced=sum(stale.values()),
         results_version_before=latest_version(spark, config.results_table),
         registered_prompt=registered.uri if registered else None,
     )
     retry = RetryPolicy(tuple(config.retry_statuses), config.max_attempts)
-    return DescribeRun(config, prompt, scope, retry, task, tracker, summary)
+    return DescribeRun(config, prompt, scope, retry, task, tracker, fingerprint, opening)
 
 
 def stale_rows(

@@ -60,8 +60,7 @@ def test_catalog_names_work_end_to_end(spark, sample_images, tmp_path, names):
 
     # An interrupted run's staged rows, left in the staging table by name...
     leftover = read_table(spark, names["results"]).limit(2).selectExpr(
-        "* EXCEPT (run_id, written_at)", "'interrupted' AS run_id",
-        "current_timestamp() AS written_at", "0 AS chunk")
+        "* EXCEPT (run_id, written_at)", "'interrupted' AS run_id")
     stage_chunk(leftover, staging, "interrupted", 0)
     status = read_status(spark, config)
     assert (status.ok, status.pending, status.staged_leftover) == (8, 0, 2)

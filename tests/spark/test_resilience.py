@@ -259,16 +259,13 @@ def test_interrupted_chunk_protocol_is_recovered_exactly_once(spark, tmp_path):
     """A crash after staging (before the MERGE) loses no rows, whatever the order of the
     leftovers; a crash after the MERGE (before the staged partition is dropped) changes nothing
     when the leftover is merged again."""
-    from pyspark.sql import functions as F
-
     table = str(tmp_path / "results")
     staging = staging_io.ensure_tables(spark, table)
 
-    def stage(run_id: str, chunk: int, ids: range, written_at: str) -> None:
-        rows = _results_frame(spark, run_id, ids, written_at).withColumn(
-            "chunk", F.lit(chunk).cast("int")
-        )
-        staging_io.stage_chunk(rows, staging, run_id, chunk)
+    def stage(run_id: str, chunk: int, ids: range) -> None:
+        # Each staging stamps its rows with its own, later, written_at.
+        staging_io.stage_chunk(_results_frame(spark, run_id, ids).drop("written_at"), staging,
+                               run_id, chunk)
 
     def merge(run_id: str, chunk: int) -> None:
         staged = staging_io.read_staged(spark, staging, run_id, chunk)
@@ -276,13 +273,13 @@ def test_interrupted_chunk_protocol_is_recovered_exactly_once(spark, tmp_path):
 
     # Run A: chunk 3 merged but not dropped; chunk 1 (a lower number) and chunk -2 staged and
     # never merged, as a crash or out-of-order copies (jobs.describe.dedup) would leave them.
-    stage("run-a", 3, range(0, 2), "2026-01-01 00:00:00")
+    stage("run-a", 3, range(0, 2))
     merge("run-a", 3)
-    stage("run-a", 1, range(2, 5), "2026-01-01 00:00:01")
-    stage("run-a", -2, range(5, 6), "2026-01-01 00:00:02")
+    stage("run-a", 1, range(2, 5))
+    stage("run-a", -2, range(5, 6))
     # The staged copy of chunk 3 is rewritten with a later timestamp (a retried task's output):
     # merging it again must not replace the committed rows.
-    stage("run-a", 3, range(0, 2), "2026-01-02 00:00:00")
+    stage("run-a", 3, range(0, 2))
     before = {r.image_id: r.written_at for r in read_table(spark, table).collect()}
     version_before = delta_io.delta_table(spark, table).history(1).first()["version"]
 
@@ -395,11 +392,9 @@ def test_status_after_a_partial_run_matches_the_tables(spark, tmp_path, capsys):
     make_sample_images(folder / "later", count=3, seed=16)
     _ingest(spark, config, folder)
     # A crashed run's staged chunk for this prompt and model (2 rows), and one of another model.
-    from pyspark.sql import functions as F
-
     staging = staging_io.staging_table_for(config.results_table)
     for run_id, model, ids in (("crashed", "fake/resilience", range(2)), ("other", "x", range(5))):
-        rows = _results_frame(spark, run_id, ids, model=model).withColumn("chunk", F.lit(0))
+        rows = _results_frame(spark, run_id, ids, model=model).drop("written_at")
         staging_io.stage_chunk(rows, staging, run_id, 0)
 
     assert candid_main(["status", "--config", str(config_file)]) == 0

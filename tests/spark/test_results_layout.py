@@ -30,13 +30,24 @@ def _results(spark, ids, written_at: str, run_id: str = "run-a"):
 
 
 def _merge(spark, table: str, frame, chunk: int, run_id: str = "run-a") -> None:
+    """The commit protocol for result rows ``frame``: its written_at is the staging's own."""
     staging = staging_io.staging_table_for(table)
-    from pyspark.sql import functions as F
-
-    staging_io.stage_chunk(frame.withColumn("chunk", F.lit(chunk)), staging, run_id, chunk)
+    staging_io.stage_chunk(frame.drop("written_at"), staging, run_id, chunk)
     staged = staging_io.read_staged(spark, staging, run_id, chunk)
     staging_io.merge_staged(spark, table, staged, run_id, chunk)
     staging_io.drop_staged(spark, staging, run_id, chunk)
+
+
+def test_staging_adds_its_own_columns_and_refuses_rows_that_carry_them(spark, tmp_path):
+    table = str(tmp_path / "results")
+    staging = staging_io.ensure_tables(spark, table)
+    frame = _results(spark, ["a"], "2026-01-01 00:00:00")
+    with pytest.raises(ValueError, match=r"must not carry \['written_at'\]"):
+        staging_io.stage_chunk(frame, staging, "run-a", 0)
+    staging_io.stage_chunk(frame.drop("written_at"), staging, "run-a", 7)
+    staged = read_table(spark, staging).collect()
+    assert [(r.image_id, r.chunk) for r in staged] == [("a", 7)]
+    assert staged[0].written_at != datetime(2026, 1, 1)
 
 
 def _committed_buckets(table: str, version: int) -> set[int]:
@@ -68,6 +79,11 @@ def test_a_chunk_merge_commits_files_of_its_own_buckets_only(spark, tmp_path):
     assert all(r.bucket in plan.buckets_of(r.c) for r in check)
     assert {r.bucket for r in check} == {r.b for r in rows.select(
         F.pmod(F.xxhash64("image_id"), F.lit(DEFAULT_BUCKETS)).alias("b")).distinct().collect()}
+    # The staging stamped each chunk's rows with one written_at of its own.
+    stamps = rows.withColumn("c", plan.chunk_column()).groupBy("c").agg(
+        F.countDistinct("written_at").alias("n"), F.min("written_at").alias("at")).collect()
+    assert sorted(r.n for r in stamps) == [1] * plan.count
+    assert all(r.at != datetime(2026, 1, 1) for r in stamps)  # not the frame's own
 
     # Chunk 0 described again (newer rows): its MERGE rewrites chunk 0's buckets, nothing else.
     again = _results(spark, ids, "2026-01-02 00:00:00", run_id="run-b").withColumn(
