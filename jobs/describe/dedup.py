@@ -128,4 +128,8 @@ def copy_from_donors(
         .join(chosen, HASH, "inner")
         .withColumn("run_id", F.lit(run_id))
     )
+    if copies.isEmpty():
+        # Nothing to copy (a first run, no duplicates): staging, counting and dropping an
+        # empty partition would cost three Spark jobs for nothing.
+        return Tally()
     return commit_chunk(spark, copies, results_table, run_id, chunk).tally
