@@ -31,7 +31,6 @@ from jobs.describe.ledger import TaskLedger, engine_note, per_engine_metrics
 from jobs.describe.pending import Chunk, PendingPlan, split_chunks
 from jobs.describe.pipeline import PIPELINED_DEPTH, ChunkPipeline
 from jobs.describe.start import DescribeRun
-from jobs.describe.write_back import write_back_chunk
 from udfs.outputs.structured import structured_columns
 from udfs.outputs.tally import Tally
 from udfs.runner.describe import result_schema_ddl
@@ -59,12 +58,17 @@ class DescribedChunks:
     samples: tuple[pd.DataFrame, ...]
 
 
+# Called with each chunk right after its commit, in chunk order (the recipe passes the
+# per-chunk write-back, ``jobs.describe.write_back.write_back_chunk``).
+AfterCommit = Callable[["SparkSession", DescribeRun, Chunk], None]
+
+
 def describe_chunks(
     spark: SparkSession, run: DescribeRun, plan: PendingPlan, reused: IdenticalReuse,
-    reporter: Reporter,
+    reporter: Reporter, after_commit: AfterCommit,
 ) -> DescribedChunks:
     """Describe ``reused.to_describe`` chunk by chunk: engine stage (run ahead when pipelined),
-    commit, tally, write-back. The progress line follows each commit."""
+    commit, tally, then ``after_commit``. The progress line follows each commit."""
     rows = reused.to_describe
     count = rows.count()
     chunks = split_chunks(spark, rows, count, run.config.chunk_size, run.scope.table)
@@ -93,7 +97,7 @@ def describe_chunks(
             if done.sample is not None:
                 samples.append(done.sample)
             log_chunk_costs(run, ledger, chunk, engine)
-            write_back_chunk(spark, run, chunk)
+            after_commit(spark, run, chunk)
     progress.close()
     return DescribedChunks(count, len(chunks), tally, engine_total, ledger, tuple(samples))
 

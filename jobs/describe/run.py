@@ -20,7 +20,7 @@ from jobs.describe.dedup import fan_out_duplicates, reuse_identical
 from jobs.describe.pending import plan_pending
 from jobs.describe.report import StepResults, finish_run
 from jobs.describe.start import DescribeSummary, open_run
-from jobs.describe.write_back import write_back
+from jobs.describe.write_back import write_back, write_back_chunk
 from jobs.tracking.prompt_store import resolve_prompt
 from udfs.prompts import PromptSpec
 
@@ -58,7 +58,9 @@ def run_describe(
     try:
         with plan_pending(spark, run) as plan:
             reused = reuse_identical(spark, run, plan)
-            described = describe_chunks(spark, run, plan, reused, reporter)
+            described = describe_chunks(
+                spark, run, plan, reused, reporter, after_commit=write_back_chunk
+            )
             fanned_out = fan_out_duplicates(spark, run, reused.duplicates)
         write_back(spark, run, reporter)
     except BaseException:
