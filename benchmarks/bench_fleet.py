@@ -53,7 +53,7 @@ GPU_PROFILE = REPO / "conf" / "spark" / "gpu-cluster.yaml"
 DRIVER_STEPS = (
     ("stage", "jobs.describe.chunks", "stage_chunk", lambda args: args[3]),
     ("commit", "jobs.describe.chunks", "commit_staged", lambda args: args[3]),
-    ("write_back", "jobs.describe.chunks", "write_back_chunk", lambda args: args[2].index),
+    ("write_back", "jobs.describe.run", "write_back_chunk", lambda args: args[2].index),
 )
 
 

@@ -15,7 +15,7 @@ STEPS: tuple[tuple[str, str, str, Callable[[tuple], int] | None], ...] = (
     ("stage", "jobs.describe.chunks", "stage_chunk", lambda args: args[3]),
     ("merge", "jobs.describe.commit", "merge_staged", lambda args: args[4]),
     ("drop", "jobs.describe.commit", "drop_staged", lambda args: args[3]),
-    ("write_back", "jobs.describe.chunks", "write_back_chunk", lambda args: args[2].index),
+    ("write_back", "jobs.describe.run", "write_back_chunk", lambda args: args[2].index),
     ("final_write_back", "jobs.describe.run", "write_back", None),
 )
 MIB = 1 << 20
