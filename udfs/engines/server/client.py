@@ -201,7 +201,7 @@ def start_server(address: ServerAddress, owner: ProcessId, gpus: tuple[str, ...]
                  idle_timeout_s: float) -> int:
     """Start the slot's server and return its pid once it listens."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["PYTHONPATH"] = server_python_path(sys.path)
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     read_fd, write_fd = os.pipe()
@@ -224,6 +224,23 @@ def start_server(address: ServerAddress, owner: ProcessId, gpus: tuple[str, ...]
         raise RuntimeError(f"the engine server for GPU(s) {gpus} did not start (exit status "
                            f"{status}); its log ends:\n{log_tail(address)}")
     return process.pid
+
+
+def server_python_path(path: list[str]) -> str:
+    """The worker's ``sys.path`` as the server's ``PYTHONPATH``, less the folders inside a
+    ``site-packages`` that packages insert themselves: OpenCV puts ``site-packages/cv2`` on
+    ``sys.path``, and in a new interpreter, where ``PYTHONPATH`` comes before the standard
+    library, its ``cv2/typing`` package hides ``typing`` and the server dies on start. A package
+    that needs such a folder inserts it again when the server imports it."""
+    entries = [p for p in path if p]
+    packages = [os.path.abspath(p) for p in entries
+                if os.path.basename(os.path.normpath(p)) in ("site-packages", "dist-packages")]
+
+    def inside_packages(entry: str) -> bool:
+        entry = os.path.abspath(entry)
+        return any(entry.startswith(root + os.sep) for root in packages)
+
+    return os.pathsep.join(p for p in entries if not inside_packages(p))
 
 
 def log_tail(address: ServerAddress) -> str:
