@@ -57,7 +57,16 @@ DRIVER_STEPS = (
 )
 
 
-def start_spark(url: str, engines: int, workdir: Path):
+# How an engine task gets its GPU (jobs/cluster/gpu_layout.py): only the engine stage asks for
+# one, with a spare core per executor for commits (the shipped profile's way), or every task
+# takes a GPU (spark.task.resource.gpu.amount=1), commits included.
+LAYOUTS = {
+    "per-stage": {"spark.executor.cores": "2", "spark.candid.engine.taskCpus": "1"},
+    "session-wide": {"spark.executor.cores": "1", "spark.task.resource.gpu.amount": "1"},
+}
+
+
+def start_spark(url: str, engines: int, workdir: Path, layout: str):
     from jobs.cluster.spark_session import build_spark
     from jobs.config import SparkSettings
     from tests.standalone import DISCOVERY_SCRIPT
@@ -68,7 +77,8 @@ def start_spark(url: str, engines: int, workdir: Path):
         profile=str(GPU_PROFILE), master=url, app_name="candid-bench-fleet",
         ivy_home=str(REPO / "build" / "ivy"),
         conf={
-            "spark.executor.cores": "1", "spark.task.cpus": "1", "spark.cores.max": str(engines),
+            **LAYOUTS[layout], "spark.task.cpus": "1",
+            "spark.cores.max": str(engines * int(LAYOUTS[layout]["spark.executor.cores"])),
             "spark.executor.memory": "512m", "spark.executor.memoryOverhead": "384m",
             "spark.executor.resource.gpu.discoveryScript": str(DISCOVERY_SCRIPT),
             "spark.driver.memory": "2g", "spark.sql.shuffle.partitions": str(engines),
@@ -99,20 +109,21 @@ def describe_config(args, tables: Path, mode: str, log_dir: Path):
         "batch_size": args.capacity,
         "chunk_size": args.rows // args.chunks,
         "tasks_per_slot": args.tasks_per_slot,
-        "pipeline_chunks": mode == "on",
+        "pipeline_chunks": mode.endswith("on"),
         "source_column": {"enabled": True, "every_chunk": "always"},
         "mlflow": {"enabled": False},
     })
 
 
-def run_mode(spark, args, corpus_manifest: Path, workdir: Path, mode: str) -> dict[str, Any]:
+def run_mode(spark, args, corpus_manifest: Path, workdir: Path, layout: str,
+             mode: str) -> dict[str, Any]:
     from jobs.config import IngestConfig
     from jobs.describe.run import run_describe
     from jobs.tables.ingest import run_ingest
 
-    tables, log_dir = workdir / "tables", workdir / f"engines_{mode}"
+    tables, log_dir = workdir / "tables", workdir / f"engines_{layout}_{mode}"
     shutil.rmtree(log_dir, ignore_errors=True)
-    config = describe_config(args, tables, mode, log_dir)
+    config = describe_config(args, tables, f"{layout}_{mode}", log_dir)
     run_ingest(IngestConfig(source=str(corpus_manifest), table=config.input_table,
                             hash_content=False), spark)
     # By its importable name, also when this file runs as __main__: pickled by reference.
@@ -123,7 +134,8 @@ def run_mode(spark, args, corpus_manifest: Path, workdir: Path, mode: str) -> di
     seconds = time.time() - started
     records = read_records(log_dir)
     return {
-        "mode": "pipelined" if mode == "on" else "serial", "rows": summary.rows_processed,
+        "layout": layout, "mode": "pipelined" if mode == "on" else "serial",
+        "rows": summary.rows_processed,
         "chunks": summary.chunks, "statuses": summary.tally.statuses,
         "run_seconds": round(seconds, 1), **fleet_figures(records, args.engines),
         "timeline": chunk_timeline(records, steps.spans),
@@ -134,10 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="900 rows in 6 chunks, tasks of 50 (one per GPU per chunk), "
-                        "pipelined only (unless --modes says otherwise): about 4 minutes on 2 "
+                        "pipelined only (unless --runs says otherwise): about 4 minutes on 2 "
                         "cores (1,500 rows in 10 chunks took 5 min 41 s)")
-    parser.add_argument("--modes", default=None,
-                        help="off,on (default; --quick: on): pipeline_chunks false and true")
+    parser.add_argument("--runs", default=None,
+                        help="LAYOUT/MODE,...: LAYOUT per-stage or session-wide (how engine "
+                        "tasks get their GPU), MODE off or on (pipeline_chunks); default "
+                        "per-stage/off,per-stage/on (--quick: per-stage/on)")
     parser.add_argument("--engines", type=int, default=3)
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--chunks", type=int, default=None, help="default 10 (--quick: 6)")
@@ -152,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args.rows = args.rows or (900 if args.quick else 6000)
     args.chunks = args.chunks or (6 if args.quick else 10)
     args.tasks_per_slot = args.tasks_per_slot or (1 if args.quick else 2)
-    args.modes = args.modes or ("on" if args.quick else "off,on")
+    args.runs = args.runs or ("per-stage/on" if args.quick else "per-stage/off,per-stage/on")
     workdir = args.workdir.resolve()
     shutil.rmtree(workdir / "tables", ignore_errors=True)
     corpus = make_corpus(Params(rows=args.rows, ingest_rows=(args.rows,), thumbnails=50,
@@ -160,14 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     from tests.standalone import start_cluster
 
     cluster = start_cluster(workdir / "cluster", gpus=[str(i) for i in range(args.engines)],
-                            cores=args.engines, memory=f"{args.engines}g")
+                            cores=2 * args.engines, memory=f"{2 * args.engines}g")
+    runs = [tuple(run.split("/")) for run in args.runs.split(",")]
+    modes = []
     try:
-        spark = start_spark(cluster.url, args.engines, workdir)
-        try:
-            modes = [run_mode(spark, args, corpus.manifests[args.rows], workdir, mode)
-                     for mode in args.modes.split(",")]
-        finally:
-            spark.stop()
+        for layout in dict.fromkeys(layout for layout, _ in runs):  # one session per layout
+            spark = start_spark(cluster.url, args.engines, workdir, layout)
+            try:
+                modes += [run_mode(spark, args, corpus.manifests[args.rows], workdir, layout, mode)
+                          for run_layout, mode in runs if run_layout == layout]
+            finally:
+                spark.stop()
     finally:
         cluster.stop()
     result = {

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.cluster.gpu_layout import engine_stage_profile, session_engine_slots
 from jobs.config import DescribeConfig
 from udfs.engines.node_facts import NodeFacts, collect_node_facts
 from udfs.settings import EngineSettings
@@ -210,10 +211,10 @@ def driver_facts(config: DescribeConfig) -> NodeFacts:
 
 
 def executor_facts(spark, config: DescribeConfig) -> list[NodeFacts]:
-    """Facts from one task per task slot (as many tasks as the default parallelism, so the
-    scheduler spreads them over every executor), each pinned to its task's GPU first."""
+    """Facts from one task per engine slot (one per GPU, so the scheduler spreads them over
+    every executor), each asking for a GPU as the engine stage does and pinned to it first."""
     model, dtype = config.engine.model, config.engine.dtype
-    slots = max(1, spark.sparkContext.defaultParallelism)
+    slots = session_engine_slots(spark)
 
     def probe(_rows):
         from pyspark import TaskContext
@@ -227,7 +228,11 @@ def executor_facts(spark, config: DescribeConfig) -> list[NodeFacts]:
         role = f"executor task {context.partitionId() if context else '?'}"
         yield collect_node_facts(role, model, dtype).to_dict()
 
-    rows = spark.sparkContext.parallelize(range(slots), slots).mapPartitions(probe).collect()
+    tasks = spark.sparkContext.parallelize(range(slots), slots)
+    profile = engine_stage_profile(spark)
+    if profile is not None:
+        tasks = tasks.withResources(profile)
+    rows = tasks.mapPartitions(probe).collect()
     return [NodeFacts.from_dict(row) for row in rows]
 
 

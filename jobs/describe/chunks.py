@@ -17,6 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jobs.cluster.gpu_layout import engine_stage_profile, session_engine_slots
 from jobs.commandline.console import Reporter
 from jobs.commandline.progress import (
     ListParam,
@@ -78,7 +79,7 @@ def describe_chunks(
         f"{count} to describe in {len(chunks)} chunk(s)"
     )
     progress = LiveRows(reporter.rows(count, "describe"))
-    ledger = TaskLedger(slots=engine_slots(spark))
+    ledger = TaskLedger(slots=session_engine_slots(spark))
     pipeline = ChunkPipeline(
         spark, run.task.run_id, lambda chunk: run_engine_stage(spark, run, chunk, progress),
         depth=PIPELINED_DEPTH if run.config.pipeline_chunks else 1,
@@ -91,6 +92,7 @@ def describe_chunks(
             done = commit_staged(
                 spark, run.scope.table, run.task.run_id, chunk.index, sample_rows=wanted
             )
+            pipeline.committed()  # the next engine stage starts beside the write-back
             tally = tally + done.tally
             engine_total = FeedStats.combined([engine_total, engine.stats])
             progress.committed(chunk.index, tally, engine_total)
@@ -154,7 +156,8 @@ def engine_output(
     described = (
         rows.select("image_id", "path", "attempts")
         .repartition(engine_tasks(spark, run), "image_id")
-        .mapInPandas(counting_statuses(describe, counts), schema=result_schema_ddl())
+        .mapInPandas(counting_statuses(describe, counts), schema=result_schema_ddl(),
+                     profile=engine_stage_profile(spark))
     )
     carried = run.config.input.extra_columns
     if carried:  # input columns the config carries into the results
@@ -170,15 +173,7 @@ def engine_output(
 def engine_tasks(spark: SparkSession, run: DescribeRun) -> int:
     """Tasks per chunk: ``partitions``, or ``tasks_per_slot`` per task slot (GPU), so that an
     engine that is done with its share takes the next task and the chunk's tail is short."""
-    return run.config.partitions or engine_slots(spark) * run.config.tasks_per_slot
-
-
-def engine_slots(spark: SparkSession) -> int:
-    """Engine tasks that run at once: one per GPU (Spark's default parallelism counts
-    executor cores, and a GPU task takes ``spark.task.cpus`` of them)."""
-    context = spark.sparkContext
-    cpus_per_task = int(context.getConf().get("spark.task.cpus", "1"))
-    return max(1, context.defaultParallelism // cpus_per_task)
+    return run.config.partitions or session_engine_slots(spark) * run.config.tasks_per_slot
 
 
 class LiveRows:

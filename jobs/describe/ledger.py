@@ -28,7 +28,7 @@ Interval = tuple[float, float]
 class TaskLedger:
     """Engine tasks' intervals per engine, their rows and tokens; add chunk after chunk."""
 
-    slots: int = 1  # GPU slots the run holds (executor cores / spark.task.cpus)
+    slots: int = 1  # GPU slots the run holds (jobs.cluster.gpu_layout.engine_slots)
     intervals: dict[str, list[Interval]] = field(default_factory=dict)
     rows: int = 0
     tokens: int = 0

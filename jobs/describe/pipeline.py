@@ -10,7 +10,8 @@ in its thread, in the pool ``candid-commit``:
   starts only once chunk ``k`` has committed, so at most one chunk waits staged but uncommitted
   beside the one committing: staging and memory stay bounded.
 - With ``depth`` 2, chunk ``k + 1``'s engine stage runs while ``k`` commits, and ``k + 2``'s is
-  submitted as soon as ``k`` has committed, usually long before ``k + 1`` ends. Inside the engine
+  submitted as soon as ``k`` has committed (``committed()``, before the caller writes ``k``
+  back), usually long before ``k + 1`` ends. Inside the engine
   pool jobs run first come first served, so ``k + 2``'s tasks start on the slots that
   ``k + 1``'s tail leaves free: no GPU waits at a chunk's barrier (docs/operations.md).
 - Under the FAIR scheduler a pool with no running task gets the next free slot, so a commit's
@@ -56,13 +57,15 @@ class ChunkPipeline(Generic[C, T]):
         self._stage = stage
         self._depth = depth
         self._index = index
+        self._start_next: Callable[[], None] | None = None
         if depth > 1 and self._context.getConf().get("spark.scheduler.mode", "FIFO") != "FAIR":
             log.warning("spark.scheduler.mode is not FAIR: a commit's jobs wait for the engine "
                         "stage running beside it (set it in the Spark profile)")
 
     def staged(self, chunks: Sequence[C]) -> Iterator[tuple[C, T]]:
         """Yield ``(chunk, stage(chunk))`` in order, once each chunk is staged. Commit the
-        chunk before asking for the next: that starts the engine stage ``depth`` chunks on."""
+        chunk, then call ``committed()`` (or ask for the next chunk): that starts the engine
+        stage ``depth`` chunks on."""
         running: dict[int, Future[T]] = {}
         self._context.setLocalProperty(POOL_PROPERTY, COMMIT_POOL)
         pool = ThreadPoolExecutor(max_workers=self._depth, thread_name_prefix="candid-engine")
@@ -75,16 +78,27 @@ class ChunkPipeline(Generic[C, T]):
             for position in range(self._depth):
                 start(position)
             for position, chunk in enumerate(chunks):
-                yield chunk, running.pop(position).result()
-                start(position + self._depth)  # the caller has committed `chunk`
+                staged = running.pop(position).result()
+                self._start_next = lambda position=position: start(position + self._depth)
+                yield chunk, staged
+                self.committed()  # the caller asks for the next chunk: it committed `chunk`
         except BaseException:
             for position, future in running.items():
                 future.cancel()
                 self._context.cancelJobGroup(self._job_group(chunks[position]))
             raise
         finally:
+            self._start_next = None
             pool.shutdown(wait=True)
             self._context.setLocalProperty(POOL_PROPERTY, None)
+
+    def committed(self) -> None:
+        """The chunk ``staged`` yielded last is committed: start the engine stage ``depth``
+        chunks on now, so that the caller's work after the commit (the write-back) runs beside
+        it instead of holding it back. Once per chunk; later calls do nothing."""
+        start, self._start_next = self._start_next, None
+        if start is not None:
+            start()
 
     def _in_engine_pool(self, chunk: C) -> T:
         """``stage(chunk)`` in this driver thread's own job group, in the engine pool."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from jobs.cluster.gpu_layout import engine_stage_profile, session_engine_slots
 from jobs.config import ConfigError, DescribeConfig
 from jobs.evaluation.dataset import TRUTH_COLUMN
 from jobs.job_settings import project_file
@@ -177,12 +178,13 @@ def _sample(spark: SparkSession, config: DescribeConfig, rows: DataFrame,
 def _second_pass(spark: SparkSession, sample: DataFrame, task: AuditTask,
                  options: AuditOptions, config: DescribeConfig) -> DataFrame:
     """The probes on the executors; the result is cached so Delta and the rates read it once."""
-    partitions = config.partitions or spark.sparkContext.defaultParallelism
+    partitions = config.partitions or session_engine_slots(spark)
     inputs = sample.select("image_id", "path", "description", "structured_json", "json_mode",
                            "controls").repartition(partitions, "image_id")
     # Frames of task.batch_size rows for this query alone (udfs.runner.spark_udf: not a
     # session conf).
-    audited = inputs.mapInPandas(make_partition_fn(task), audit_schema_ddl())
+    audited = inputs.mapInPandas(make_partition_fn(task), audit_schema_ddl(),
+                                 profile=engine_stage_profile(spark))
     audited = audited.cache()
     audited.count()
     return audited

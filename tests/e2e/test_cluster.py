@@ -78,7 +78,7 @@ def _cluster_config(tmp: Path, cluster: StandaloneCluster, archive: Path, pinnin
     config["spark"] = {
         "profile": str(GPU_PROFILE), "master": cluster.url, "archive": str(archive),
         "conf": {
-            "spark.executor.cores": "1", "spark.task.cpus": "1",
+            "spark.executor.cores": "1", "spark.candid.engine.taskCpus": "1",
             "spark.executor.memory": "640m", "spark.executor.memoryOverhead": "384m",
             "spark.driver.memory": "1g", "spark.sql.shuffle.partitions": "4",
             "spark.default.parallelism": "2", "spark.ui.enabled": "false",
@@ -158,6 +158,6 @@ def test_tasks_sharing_a_gpu_stop_on_the_driver_before_any_engine(
     assert done.returncode == 2, failure_report(done.stdout, done.stderr)
     # spark-submit merges the Python driver's stderr into its stdout.
     assert "spark.task.resource.gpu.amount=0.5 lets 2 tasks share one GPU" in done.stdout
-    assert "set spark.task.resource.gpu.amount=1" in done.stdout
+    assert "leave spark.task.resource.gpu.amount unset" in done.stdout
     assert "Registered executor" not in done.stderr  # no SparkContext, so no executor
     assert read_pinning_log(str(pinning_log)) == []

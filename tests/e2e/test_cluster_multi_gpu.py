@@ -51,10 +51,11 @@ SERVER_EXIT_DEADLINE_S = 60.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """One worker with 4 fake GPUs and 4 cores: room for two applications of 2 GPUs each, the
-    idle-workers job and the test running beside it."""
+    """One worker with 4 fake GPUs and 6 cores: room for two applications of 2 GPUs each, the
+    idle-workers job (2 cores) and the test running beside it (up to 3: a core for commits
+    beside two engine tasks)."""
     started = start_cluster(tmp_path_factory.mktemp("standalone-4gpu"), gpus=["0", "1", "2", "3"],
-                            cores=4, memory="3g")
+                            cores=6, memory="3g")
     yield started
     started.stop()
 
@@ -77,7 +78,7 @@ def idle_job(cluster, sample_images, tmp_path_factory):
     the module's last test, waits for it and checks it."""
     tmp = tmp_path_factory.mktemp("idle-job")
     pinning_log, output = tmp / "pinning.jsonl", tmp / "output.log"
-    confs = _executor_confs(pinning_log)
+    confs = _executor_confs(pinning_log, per_stage=False)
     command = [sys.executable, str(REPO / "tests" / "placement_job.py"), "--master", cluster.url,
                "--images", str(sample_images.folder), "--pause", str(IDLE_PAUSE_S),
                *[arg for key, value in confs.items() for arg in ("--conf", f"{key}={value}")]]
@@ -92,12 +93,17 @@ def idle_job(cluster, sample_images, tmp_path_factory):
         proc.wait(timeout=60)
 
 
-def _executor_confs(pinning_log: Path, gpus: int = 2) -> dict[str, str]:
-    """One executor with ``gpus`` GPUs and as many one-core, one-GPU task slots, running this
-    repository's venv."""
+def _executor_confs(pinning_log: Path, gpus: int = 2, per_stage: bool = True) -> dict[str, str]:
+    """One executor with ``gpus`` GPUs running this repository's venv. ``per_stage`` (the
+    shipped profile's way): only the engine stage asks for a GPU and one core per task, and one
+    more core runs commits beside the engines; otherwise every task takes a core and a GPU
+    (``spark.task.resource.gpu.amount=1``)."""
+    cores = gpus + 1 if per_stage else gpus
+    gpu_per_task = ({"spark.candid.engine.taskCpus": "1"} if per_stage
+                    else {"spark.task.resource.gpu.amount": "1"})
     return {
-        "spark.executor.cores": str(gpus), "spark.task.cpus": "1", "spark.cores.max": str(gpus),
-        "spark.executor.resource.gpu.amount": str(gpus), "spark.task.resource.gpu.amount": "1",
+        "spark.executor.cores": str(cores), "spark.task.cpus": "1", "spark.cores.max": str(cores),
+        "spark.executor.resource.gpu.amount": str(gpus), **gpu_per_task,
         "spark.executor.resource.gpu.discoveryScript": str(DISCOVERY_SCRIPT),
         "spark.executor.memory": "640m", "spark.executor.memoryOverhead": "384m",
         "spark.pyspark.python": sys.executable, "spark.executorEnv.PYTHONPATH": str(REPO),
@@ -117,6 +123,26 @@ def _job_config(tmp: Path, cluster: StandaloneCluster, confs: dict[str, str], in
     path = tmp / "job.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def _stage_profiles(events: Path) -> tuple[dict[int, dict[str, float]], list[tuple[int, int]]]:
+    """From the application's Spark event log: each resource profile's task requests (resource
+    -> amount) and each completed stage's (profile id, task count)."""
+    import json
+
+    profiles, stages = {}, []
+    # Spark 4 writes one folder per application, its events in rolled files inside.
+    for log in sorted(path for path in events.rglob("events_*") if path.is_file()):
+        for line in log.read_text(encoding="utf-8").splitlines():
+            event = json.loads(line)
+            if event["Event"] == "SparkListenerResourceProfileAdded":
+                profiles[event["Resource Profile Id"]] = {
+                    name: request["Amount"]
+                    for name, request in event["Task Resource Requests"].items()}
+            elif event["Event"] == "SparkListenerStageCompleted":
+                info = event["Stage Info"]
+                stages.append((info["Resource Profile Id"], info["Number of Tasks"]))
+    return profiles, stages
 
 
 def _servers_gone(pids: set[int]) -> set[int]:
@@ -157,8 +183,11 @@ def test_two_gpus_in_one_executor_one_engine_each_rows_as_local(
     local = local.model_copy(update={"engine": local.engine.model_copy(
         update={"model_id": "test/fake-where"})})
     run_ingest(IngestConfig(source=str(sample_images.folder), table=local.input_table), spark)
-    pinning_log = tmp_path / "pinning.jsonl"
-    config = _job_config(tmp_path, cluster, _executor_confs(pinning_log), local.input_table,
+    pinning_log, events = tmp_path / "pinning.jsonl", tmp_path / "events"
+    events.mkdir()
+    confs = {**_executor_confs(pinning_log), "spark.eventLog.enabled": "true",
+             "spark.eventLog.compress": "false", "spark.eventLog.dir": events.as_uri()}
+    config = _job_config(tmp_path, cluster, confs, local.input_table,
                          engine__model_id="test/fake-where", **shape)
 
     _, done = submit_describe(config, env={"PYTHONPATH": str(REPO)})
@@ -175,6 +204,16 @@ def test_two_gpus_in_one_executor_one_engine_each_rows_as_local(
     calls = [r for r in records if r["event"] == "generate"]
     assert {r["instance"] for r in calls} == {r["instance"] for r in builds}
     assert not _servers_gone({r["pid"] for r in builds})  # none left once spark-submit exited
+    # Only the engine stages asked for a GPU: one per chunk, 2 tasks each (a GPU and a core per
+    # task); every other stage (staging count, MERGE, write-back) ran on the default profile,
+    # which asks for no GPU.
+    profiles, stages = _stage_profiles(events)
+    assert profiles[0] == {"cpus": 1.0}, profiles
+    gpu_profiles = {pid for pid, asks in profiles.items() if asks == {"cpus": 1.0, "gpu": 1.0}}
+    assert len(gpu_profiles) == 1 and set(profiles) == {0} | gpu_profiles, profiles  # one per run
+    engine_stages = [tasks for profile, tasks in stages if profile in gpu_profiles]
+    assert len(engine_stages) == 3 and set(engine_stages) == {2}, stages
+    assert len([tasks for profile, tasks in stages if profile == 0]) >= 3, stages
 
     run_describe(local, spark, make_engine=make_where_engine)
     cluster_rows = table_rows(spark, str(tmp_path / "results"))

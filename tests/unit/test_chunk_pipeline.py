@@ -78,6 +78,27 @@ def test_engine_stages_run_ahead_by_depth_and_commits_come_in_order():
     assert context.getLocalProperty("spark.scheduler.pool") is None  # the caller's thread reset
 
 
+def test_a_committed_chunk_starts_the_stage_depth_chunks_on_before_the_next_is_asked_for():
+    context = RecordingContext()
+    started = {chunk: threading.Event() for chunk in range(4)}
+
+    def stage(chunk: int) -> int:
+        started[chunk].set()
+        return chunk
+
+    pipeline = _pipeline(context, stage, depth=2)
+    with closing(pipeline.staged(list(range(4)))) as staged:
+        for chunk, _ in staged:
+            if chunk + 2 < 4:
+                assert not started[chunk + 2].is_set()  # not before the commit
+            pipeline.committed()  # the commit is done; the write-back would follow
+            if chunk + 2 < 4:
+                # Started by committed() itself: the generator is still paused at this chunk.
+                assert started[chunk + 2].wait(timeout=30), chunk
+            pipeline.committed()  # a second call starts nothing more
+    assert sorted(context.pools) == [f"candid-r1-chunk-{c}" for c in range(4)]
+
+
 def test_depth_one_runs_each_engine_stage_after_the_previous_commit():
     context = RecordingContext()
     events: list[str] = []

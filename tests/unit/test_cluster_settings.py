@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cluster.gpu_layout import check_gpu_layout, gpu_layout_problems, idle_gpus
+from jobs.cluster.gpu_layout import (
+    EngineTaskResources,
+    check_gpu_layout,
+    engine_slots,
+    engine_task_resources,
+    gpu_layout_problems,
+    idle_gpus,
+)
 from jobs.cluster.spark_session import build_spark, load_profile, submit_args
 from jobs.config import ConfigError
 from jobs.job_settings import SparkSettings
@@ -15,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 GPU_PROFILE = REPO / "conf" / "spark" / "gpu-cluster.yaml"
 LOCAL_PROFILE = REPO / "conf" / "spark" / "local.yaml"
 ONE_GPU = {"spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
+PER_STAGE_GPU = {"spark.executor.resource.gpu.amount": "1"}
 
 
 def _confs(args: list[str]) -> dict[str, str]:
@@ -29,11 +37,17 @@ def _confs(args: list[str]) -> dict[str, str]:
     ({**ONE_GPU, "spark.task.resource.gpu.amount": "1.5"}, False, "1.5: give each task a whole number of GPUs"),
     ({"spark.task.resource.gpu.amount": "1"}, False, "spark.executor.resource.gpu.amount is unset"),
     ({**ONE_GPU, "spark.task.resource.gpu.amount": "2"}, True, "more GPUs than an executor"),
+    # Only the engine stage asks for GPUs: Spark runs such a stage on the executors it started
+    # only with dynamic allocation off, and an engine task needs the cores it asks for.
+    ({**PER_STAGE_GPU, "spark.dynamicAllocation.enabled": "true"}, True,
+     "spark.dynamicAllocation.enabled=true"),
+    ({**PER_STAGE_GPU, "spark.executor.cores": "4", "spark.candid.engine.taskCpus": "8"}, True,
+     "spark.candid.engine.taskCpus=8 is more than an executor's cores"),
 ])
 def test_layouts_that_share_or_lack_gpus_are_refused_with_the_settings_to_fix(confs, require, fragment):
     problems = gpu_layout_problems(confs, require)
     assert len(problems) == 1 and fragment in problems[0]
-    with pytest.raises(ConfigError, match="GPU layout: .*spark.task.resource.gpu.amount"):
+    with pytest.raises(ConfigError, match="GPU layout: .*spark\\.(task|dynamicAllocation|candid)"):
         check_gpu_layout(confs, require)
 
 
@@ -42,6 +56,9 @@ def test_layouts_that_share_or_lack_gpus_are_refused_with_the_settings_to_fix(co
     (ONE_GPU, True),
     ({"spark.executor.resource.gpu.amount": "4", "spark.task.resource.gpu.amount": "1",
       "spark.executor.cores": "32", "spark.task.cpus": "8"}, True),  # four tasks, a GPU each
+    (PER_STAGE_GPU, True),  # the engine stage asks for its GPU
+    ({"spark.executor.resource.gpu.amount": "8", "spark.executor.cores": "80",
+      "spark.candid.engine.taskCpus": "8", "spark.dynamicAllocation.enabled": "false"}, True),
 ])
 def test_layouts_with_a_whole_gpu_per_task_pass(confs, require):
     assert gpu_layout_problems(confs, require) == []
@@ -54,9 +71,34 @@ def test_gpus_that_cores_leave_idle_are_counted():
     assert idle_gpus(ONE_GPU) == 0  # cores unknown: no claim
 
 
+def test_the_engine_task_takes_its_own_cores_when_only_its_stage_asks_for_a_gpu():
+    # An 8-GPU node as one executor (Databricks): 8 cores per engine task, 16 left for commits.
+    node = {"spark.executor.resource.gpu.amount": "8", "spark.executor.cores": "80",
+            "spark.candid.engine.taskCpus": "8"}
+    assert engine_task_resources(node) == EngineTaskResources(cpus=8, per_stage=True)
+    assert engine_slots(node, total_cores=160) == 16  # two such executors
+    assert idle_gpus(node) == 0
+    assert idle_gpus({**node, "spark.executor.cores": "40"}) == 3  # 5 engine tasks fit
+    # Without the engine's own setting an engine task takes spark.task.cpus (default 1).
+    assert engine_task_resources(PER_STAGE_GPU) == EngineTaskResources(cpus=1, per_stage=True)
+    # A session-wide GPU amount: every task takes spark.task.cpus and a GPU, commits included.
+    wide = {**node, "spark.task.resource.gpu.amount": "1", "spark.task.cpus": "10"}
+    assert engine_task_resources(wide) == EngineTaskResources(cpus=10, per_stage=False)
+    assert engine_slots(wide, total_cores=160) == 16
+    # No GPUs: one slot per task's cores.
+    assert engine_task_resources({}) is None
+    assert engine_slots({"spark.task.cpus": "2"}, total_cores=8) == 4
+    assert engine_slots({}, total_cores=2) == 2
+
+
 def test_the_shipped_profiles_pass_their_own_check():
     gpu, local = load_profile(GPU_PROFILE), load_profile(LOCAL_PROFILE)
     assert gpu.gpu and not local.gpu
+    # Commits need no GPU: only the engine stage asks for one, and cores are left beside it.
+    assert "spark.task.resource.gpu.amount" not in gpu.conf
+    engine = engine_task_resources(gpu.conf)
+    assert engine is not None and engine.per_stage
+    assert int(gpu.conf["spark.executor.cores"]) - engine.cpus >= 1
     check_gpu_layout(gpu.conf, require_gpu=True)
     check_gpu_layout(local.conf, require_gpu=False)
     # The discovery script path is the one the packed environment (and the wheel) provides.
@@ -130,8 +172,8 @@ def test_the_guide_quotes_the_shipped_profile_and_example_config():
 
     guide = (REPO / "docs" / "CLUSTER.md").read_text()
     profile = load_profile(GPU_PROFILE).conf
-    for key in ("spark.executor.resource.gpu.amount", "spark.task.resource.gpu.amount",
-                "spark.executor.cores", "spark.task.cpus", "spark.executor.memory",
+    for key in ("spark.executor.resource.gpu.amount", "spark.candid.engine.taskCpus",
+                "spark.executor.cores", "spark.executor.memory",
                 "spark.executor.memoryOverhead"):
         assert f"`{key}={profile[key]}`" in guide, key
     example = yaml.safe_load((REPO / "conf" / "cluster-example.yaml").read_text())

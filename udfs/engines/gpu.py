@@ -70,7 +70,7 @@ def pin_task_gpus() -> str | None:
         raise RuntimeError(
             f"this Python worker already uses GPU(s) {current} but the task was given {wanted}; "
             "use engine.placement: server (or auto), or run one task per GPU executor "
-            "(spark.task.resource.gpu.amount=1, spark.executor.resource.gpu.amount=1)"
+            "(spark.executor.resource.gpu.amount=1, conf/spark/gpu-cluster.yaml)"
         )
     os.environ["CUDA_VISIBLE_DEVICES"] = wanted
     return wanted
