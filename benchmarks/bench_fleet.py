@@ -57,12 +57,13 @@ DRIVER_STEPS = (
 )
 
 
-# How an engine task gets its GPU (jobs/cluster/gpu_layout.py): only the engine stage asks for
-# one, with a spare core per executor for commits (the shipped profile's way), or every task
-# takes a GPU (spark.task.resource.gpu.amount=1), commits included.
+# Which tasks take a GPU (jobs/cluster/gpu_layout.py): only the engine stage's, with a spare
+# core per executor for commits (the shipped profile's way), or every task
+# (spark.task.resource.gpu.amount=1, one core per executor: what the profile did before).
 LAYOUTS = {
     "per-stage": {"spark.executor.cores": "2", "spark.candid.engine.taskCpus": "1"},
-    "session-wide": {"spark.executor.cores": "1", "spark.task.resource.gpu.amount": "1"},
+    "session-wide": {"spark.executor.cores": "1", "spark.candid.engine.taskCpus": "1",
+                     "spark.task.resource.gpu.amount": "1"},
 }
 
 

@@ -10,15 +10,16 @@ anything is scheduled; ``check_gpu_layout`` refuses them with a message naming t
 
 Two ways give an engine task its GPU:
 
-- **per stage** (the shipped GPU profile): executors declare their GPUs, no task-wide GPU amount
-  is set, and only the engine stage asks for one GPU and ``spark.candid.engine.taskCpus`` cores
-  per task (a Spark task resource profile, ``engine_stage_profile``). A chunk's commit and
-  write-back tasks then need no GPU and run on the executor's other cores while the next
-  chunk's engine tasks hold every GPU (``benchmarks/bench_fleet.py`` measured the difference).
-  Spark schedules such profiles on the executors it started only with dynamic allocation off.
-- **session-wide**: ``spark.task.resource.gpu.amount=1`` makes every task of every stage take a
-  GPU, commits included; those wait for an engine task to end. Kept for clusters that set it
-  (some managed GPU clusters do); the driver warns.
+- **per stage** (whenever dynamic allocation is off, as in the shipped GPU profile): the stages
+  that run the engine carry a Spark task resource profile of their own, one whole GPU and
+  ``spark.candid.engine.taskCpus`` cores per task (``engine_stage_profile``). Every other task
+  takes the task-wide GPU amount: none (the profile sets none), a fraction (``1/cores``, for
+  clusters that insist on one), or 1, which makes a chunk's commit and write-back tasks wait for
+  a GPU while the next chunk's engine tasks hold them (the driver warns;
+  ``benchmarks/bench_fleet.py`` measured the difference).
+- **session-wide** (dynamic allocation on: Spark runs a task resource profile on the executors
+  it started only with dynamic allocation off): ``spark.task.resource.gpu.amount=1`` gives every
+  task of every stage a GPU, the engine's included.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ ENGINE_TASK_CPUS = "spark.candid.engine.taskCpus"
 DYNAMIC_ALLOCATION = "spark.dynamicAllocation.enabled"
 FIX_HINT = (
     f"GPUs on every executor and one per engine task: {EXECUTOR_GPUS}=1 (or the node's GPU "
-    f"count), {DISCOVERY_SCRIPT}, {TASK_GPUS} unset so that only the engine stage asks for a GPU "
+    f"count), {DISCOVERY_SCRIPT}, {TASK_GPUS} unset (or 1/cores) so that only the engine stage "
+    "asks for a whole GPU "
     "(see conf/spark/gpu-cluster.yaml and docs/CLUSTER.md)"
 )
 
@@ -70,11 +72,12 @@ def _enabled(confs: Mapping[str, str], key: str) -> bool:
 
 
 def engine_task_resources(confs: Mapping[str, str]) -> EngineTaskResources | None:
-    """The engine task's share of an executor, or None where executors declare no GPU."""
+    """The engine task's share of an executor, or None where executors declare no GPU.
+    Per stage unless dynamic allocation is on (then only a task-wide GPU amount works)."""
     if _amount(confs, EXECUTOR_GPUS) is None:
         return None
     task_cpus = int(_amount(confs, TASK_CPUS) or 1)
-    if _amount(confs, TASK_GPUS) is not None:
+    if _enabled(confs, DYNAMIC_ALLOCATION):
         return EngineTaskResources(cpus=task_cpus, per_stage=False)
     return EngineTaskResources(cpus=int(_amount(confs, ENGINE_TASK_CPUS) or task_cpus),
                                per_stage=True)
@@ -97,34 +100,26 @@ def gpu_layout_problems(confs: Mapping[str, str], require_gpu: bool) -> list[str
         return []
     if executor is None:
         return [f"{TASK_GPUS} is set but {EXECUTOR_GPUS} is unset: set {FIX_HINT}"]
-    if task is None:
-        return _per_stage_problems(confs)
-    if task <= 0:
+    if task is not None and task <= 0:
         return [f"{TASK_GPUS}={task:g}: leave it unset (the engine stage asks for one GPU per "
                 "task)"]
-    if task < 1:
-        return [f"{TASK_GPUS}={task:g} lets {int(round(1 / task))} tasks share one GPU, and "
-                f"each loads the model into it (CUDA out of memory on the second): leave "
-                f"{TASK_GPUS} unset (the engine stage asks for one GPU per task) or set it to 1"]
-    if task != int(task):
-        return [f"{TASK_GPUS}={task:g}: give each task a whole number of GPUs (leave "
-                f"{TASK_GPUS} unset, or set it to 1)"]
-    if task > executor:
+    if task is not None and task > 1 and task != int(task):
+        return [f"{TASK_GPUS}={task:g}: give each task a whole number of GPUs, a fraction "
+                f"of one, or leave {TASK_GPUS} unset"]
+    if task is not None and task > executor:
         return [f"{TASK_GPUS}={task:g} asks for more GPUs than an executor has "
                 f"({EXECUTOR_GPUS}={executor:g})"]
-    return []
-
-
-def _per_stage_problems(confs: Mapping[str, str]) -> list[str]:
     engine = engine_task_resources(confs)
     assert engine is not None  # executors declare GPUs here
-    if _enabled(confs, DYNAMIC_ALLOCATION):
-        return [f"{DYNAMIC_ALLOCATION}=true: the engine stage's GPU request (a Spark task "
-                f"resource profile) runs on the executors Spark started only with dynamic "
-                f"allocation off; turn it off, or set {TASK_GPUS}=1 so that every task takes "
-                "a GPU (commits then wait for engine tasks)"]
+    if not engine.per_stage and (task is None or task < 1):
+        shared = " is unset" if task is None else (
+            f"={task:g} lets {int(round(1 / task))} tasks share one GPU, and each loads the "
+            "model into it (CUDA out of memory on the second)")
+        return [f"{DYNAMIC_ALLOCATION}=true and {TASK_GPUS}{shared}: the engine stage's own "
+                f"GPU request (a Spark task resource profile) needs dynamic allocation off; "
+                f"turn it off, or set {TASK_GPUS}=1 (every task then takes a GPU)"]
     cores = _amount(confs, EXECUTOR_CORES)
-    if cores is not None and engine.cpus > cores:
+    if engine.per_stage and cores is not None and engine.cpus > cores:
         return [f"{ENGINE_TASK_CPUS}={engine.cpus} is more than an executor's cores "
                 f"({EXECUTOR_CORES}={cores:g}): no engine task could start"]
     return []
@@ -137,9 +132,12 @@ def engine_slots_per_executor(confs: Mapping[str, str]) -> int | None:
     cores = _amount(confs, EXECUTOR_CORES)
     if engine is None or cores is None:
         return None
-    executor_gpus = _amount(confs, EXECUTOR_GPUS) or 0
-    gpus_per_task = _amount(confs, TASK_GPUS) or 1
-    return min(int(executor_gpus // gpus_per_task), int(cores // engine.cpus))
+    return min(int((_amount(confs, EXECUTOR_GPUS) or 0) // _engine_task_gpus(confs, engine)),
+               int(cores // engine.cpus))
+
+
+def _engine_task_gpus(confs: Mapping[str, str], engine: EngineTaskResources) -> float:
+    return 1.0 if engine.per_stage else (_amount(confs, TASK_GPUS) or 1.0)
 
 
 def engine_slots(confs: Mapping[str, str], total_cores: int) -> int:
@@ -153,12 +151,14 @@ def engine_slots(confs: Mapping[str, str], total_cores: int) -> int:
 
 
 def idle_gpus(confs: Mapping[str, str]) -> int:
-    """GPUs per executor that no task can use, because cores run out first (0 when unknown)."""
+    """GPUs per executor that no engine task can use, because cores run out first (0 when
+    unknown)."""
     per_executor = engine_slots_per_executor(confs)
     if per_executor is None:
         return 0
-    gpus_per_task = int(_amount(confs, TASK_GPUS) or 1)
-    return max(0, int(_amount(confs, EXECUTOR_GPUS) or 0) - per_executor * gpus_per_task)
+    engine = engine_task_resources(confs)
+    used = per_executor * _engine_task_gpus(confs, engine)
+    return max(0, int((_amount(confs, EXECUTOR_GPUS) or 0) - used))
 
 
 def check_gpu_layout(confs: Mapping[str, str], require_gpu: bool) -> None:
@@ -176,11 +176,12 @@ def check_gpu_layout(confs: Mapping[str, str], require_gpu: bool) -> None:
         log.warning("%d GPU(s) per executor stay idle: %s allows fewer engine tasks (of %d "
                     "cores each) than %s", idle, EXECUTOR_CORES,
                     engine_task_resources(confs).cpus, EXECUTOR_GPUS)
-    engine = engine_task_resources(confs)
-    if engine is not None and not engine.per_stage:
-        log.warning("%s applies to every task: a chunk's commit and write-back wait for a GPU "
-                    "slot while the next chunk's engine tasks hold them; leave it unset so that "
-                    "only the engine stage asks for GPUs (docs/CLUSTER.md)", TASK_GPUS)
+    task = _amount(confs, TASK_GPUS)
+    if task is not None and task >= 1:
+        log.warning("%s=%g makes every task take a whole GPU: a chunk's commit and write-back "
+                    "wait for a GPU slot while the engine tasks hold them; leave it unset (or "
+                    "1/%s) so that only the engine stage asks for whole GPUs (docs/CLUSTER.md)",
+                    TASK_GPUS, task, EXECUTOR_CORES)
 
 
 def session_engine_slots(spark) -> int:

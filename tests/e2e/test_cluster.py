@@ -149,15 +149,18 @@ def test_tasks_sharing_a_gpu_stop_on_the_driver_before_any_engine(
     # No input table: the driver must stop before it reads one (or starts a SparkContext).
     config = _cluster_config(tmp_path, cluster, archive, pinning_log, str(tmp_path / "none"))
 
-    # Added after submit-args' options, as a user would: two cores and half a GPU per task, so
-    # two tasks of one executor would share its GPU. The command line wins over the config.
+    # Added after submit-args' options, as a user would: dynamic allocation, two cores and half
+    # a GPU per task, so two engine tasks of one executor would share its GPU (with dynamic
+    # allocation on, the engine stage cannot ask for a whole GPU itself). The command line wins
+    # over the config.
     _, done = submit_describe(config, "--conf", "spark.executor.cores=2",
+                              "--conf", "spark.dynamicAllocation.enabled=true",
                               "--conf", "spark.task.resource.gpu.amount=0.5", py_files=tests_zip,
                               env=DRIVER_ENV)
 
     assert done.returncode == 2, failure_report(done.stdout, done.stderr)
     # spark-submit merges the Python driver's stderr into its stdout.
     assert "spark.task.resource.gpu.amount=0.5 lets 2 tasks share one GPU" in done.stdout
-    assert "leave spark.task.resource.gpu.amount unset" in done.stdout
+    assert "turn it off, or set spark.task.resource.gpu.amount=1" in done.stdout
     assert "Registered executor" not in done.stderr  # no SparkContext, so no executor
     assert read_pinning_log(str(pinning_log)) == []

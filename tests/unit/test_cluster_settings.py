@@ -31,16 +31,20 @@ def _confs(args: list[str]) -> dict[str, str]:
 
 @pytest.mark.parametrize("confs, require, fragment", [
     ({}, True, "declares no GPU resource"),
-    ({**ONE_GPU, "spark.task.resource.gpu.amount": "0.5"}, False,
-     "spark.task.resource.gpu.amount=0.5 lets 2 tasks share one GPU"),
-    ({**ONE_GPU, "spark.task.resource.gpu.amount": "0.25"}, True, "lets 4 tasks share"),
+    # With dynamic allocation on, the engine stage cannot ask for a whole GPU itself, so a
+    # fractional (or no) task-wide amount would let engines share a GPU.
+    ({**ONE_GPU, "spark.task.resource.gpu.amount": "0.5", "spark.dynamicAllocation.enabled": "true"},
+     False, "spark.task.resource.gpu.amount=0.5 lets 2 tasks share one GPU"),
+    ({**ONE_GPU, "spark.task.resource.gpu.amount": "0.25", "spark.dynamicAllocation.enabled": "true"},
+     True, "lets 4 tasks share"),
     ({**ONE_GPU, "spark.task.resource.gpu.amount": "1.5"}, False, "1.5: give each task a whole number of GPUs"),
+    ({**ONE_GPU, "spark.task.resource.gpu.amount": "0"}, False, "=0: leave it unset"),
     ({"spark.task.resource.gpu.amount": "1"}, False, "spark.executor.resource.gpu.amount is unset"),
     ({**ONE_GPU, "spark.task.resource.gpu.amount": "2"}, True, "more GPUs than an executor"),
     # Only the engine stage asks for GPUs: Spark runs such a stage on the executors it started
     # only with dynamic allocation off, and an engine task needs the cores it asks for.
     ({**PER_STAGE_GPU, "spark.dynamicAllocation.enabled": "true"}, True,
-     "spark.dynamicAllocation.enabled=true"),
+     "spark.dynamicAllocation.enabled=true and spark.task.resource.gpu.amount is unset"),
     ({**PER_STAGE_GPU, "spark.executor.cores": "4", "spark.candid.engine.taskCpus": "8"}, True,
      "spark.candid.engine.taskCpus=8 is more than an executor's cores"),
 ])
@@ -57,6 +61,11 @@ def test_layouts_that_share_or_lack_gpus_are_refused_with_the_settings_to_fix(co
     ({"spark.executor.resource.gpu.amount": "4", "spark.task.resource.gpu.amount": "1",
       "spark.executor.cores": "32", "spark.task.cpus": "8"}, True),  # four tasks, a GPU each
     (PER_STAGE_GPU, True),  # the engine stage asks for its GPU
+    # Other tasks share the GPU they do not use (1/cores, as NVIDIA's Spark RAPIDS ML suggests);
+    # the engine stage still asks for a whole one.
+    ({**PER_STAGE_GPU, "spark.task.resource.gpu.amount": "0.1", "spark.executor.cores": "10"}, True),
+    # Dynamic allocation on: every task takes a whole GPU, the engine's included.
+    ({**ONE_GPU, "spark.dynamicAllocation.enabled": "true"}, True),
     ({"spark.executor.resource.gpu.amount": "8", "spark.executor.cores": "80",
       "spark.candid.engine.taskCpus": "8", "spark.dynamicAllocation.enabled": "false"}, True),
 ])
@@ -81,10 +90,16 @@ def test_the_engine_task_takes_its_own_cores_when_only_its_stage_asks_for_a_gpu(
     assert idle_gpus({**node, "spark.executor.cores": "40"}) == 3  # 5 engine tasks fit
     # Without the engine's own setting an engine task takes spark.task.cpus (default 1).
     assert engine_task_resources(PER_STAGE_GPU) == EngineTaskResources(cpus=1, per_stage=True)
-    # A session-wide GPU amount: every task takes spark.task.cpus and a GPU, commits included.
-    wide = {**node, "spark.task.resource.gpu.amount": "1", "spark.task.cpus": "10"}
+    # A fractional task-wide amount changes nothing for the engine stage.
+    shared = {**node, "spark.task.resource.gpu.amount": "0.0125"}
+    assert engine_task_resources(shared) == EngineTaskResources(cpus=8, per_stage=True)
+    assert engine_slots(shared, total_cores=80) == 8 and idle_gpus(shared) == 0
+    # Dynamic allocation on: every task takes spark.task.cpus and the task-wide GPU amount.
+    wide = {**node, "spark.dynamicAllocation.enabled": "true",
+            "spark.task.resource.gpu.amount": "2", "spark.task.cpus": "10"}
     assert engine_task_resources(wide) == EngineTaskResources(cpus=10, per_stage=False)
-    assert engine_slots(wide, total_cores=160) == 16
+    assert engine_slots(wide, total_cores=160) == 8  # 4 two-GPU tasks per executor
+    assert idle_gpus(wide) == 0
     # No GPUs: one slot per task's cores.
     assert engine_task_resources({}) is None
     assert engine_slots({"spark.task.cpus": "2"}, total_cores=8) == 4
@@ -162,7 +177,8 @@ def test_a_missing_archive_is_named():
 
 def test_submit_args_refuse_a_layout_where_tasks_share_a_gpu():
     settings = SparkSettings(profile=str(GPU_PROFILE), delta_jars="provided",
-                             conf={"spark.task.resource.gpu.amount": "0.5"})
+                             conf={"spark.task.resource.gpu.amount": "0.5",
+                                   "spark.dynamicAllocation.enabled": "true"})
     with pytest.raises(ConfigError, match="amount=0.5 lets 2 tasks share one GPU"):
         submit_args(settings)
 
