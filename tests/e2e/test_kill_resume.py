@@ -155,12 +155,13 @@ def test_run_killed_while_the_next_chunk_runs_beside_a_commit_resumes_exactly_on
 ):
     """The pipelined case: an earlier chunk has merged (its staged partition and write-back may
     still be pending) while a later chunk's engine stage runs; kill -9 exactly then."""
+    release = tmp_path / "release"
     config_file, config = _prepare(
         spark, tmp_path, IMAGES, seed=23, chunk_size=10, batch_size=2,
         source_column__enabled=True, source_column__every_chunk="always",
         # 3 s per engine call: a chunk's engine stage (3 calls per slot) lasts about 9 s, the
-        # window in which the kill must land.
-        engine__model=engine_model(sleep=3.0),
+        # window in which the kill must land. The release (after the kill) ends the sleeps.
+        engine__model=engine_model(sleep=3.0, release=release),
     )
     args = ["describe", "--config", str(config_file)]
     log = tmp_path / "killed.log"
@@ -173,6 +174,7 @@ def test_run_killed_while_the_next_chunk_runs_beside_a_commit_resumes_exactly_on
     assert f"chunk {chunk}: staged" not in text
     assert min(merged) < chunk and max(merged) < chunk
     before = _committed(spark, config)
+    release.touch()
     _resumes_exactly_once(spark, config, args, before)
     # The rerun wrote every description back onto the input table, once per image.
     written = read_table(spark, config.input_table).where("description_v2 IS NOT NULL")
