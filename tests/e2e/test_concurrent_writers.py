@@ -32,7 +32,10 @@ from tests.resilience_fakes import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
-IMAGES = 12
+# The smallest input that still shows every row once per version: two batches per run, so the
+# engine's outputs of one run are merged together, and each run is one chunk (one MERGE and one
+# write-back per run; a second chunk only repeated the same commits at ~35 s of CPU each).
+IMAGES = 4
 # Two runs of the same prompt version describe the same keys and MERGE them into the same
 # table, and both add the same column to the input table; a run of another version writes
 # other keys into the same buckets (the same files) and adds another column at the same time.
@@ -47,8 +50,8 @@ def test_concurrent_runs_of_one_and_of_two_versions_keep_every_row_once(spark, t
     barrier = tmp_path / "barrier"
     configs = {
         name: write_job_config(
-            tmp_path, name=f"{name}.yaml", prompt__version=version, chunk_size=6,
-            batch_size=2, partitions=1,  # two chunks per run; one Python worker per driver
+            tmp_path, name=f"{name}.yaml", prompt__version=version, chunk_size=IMAGES,
+            batch_size=2, partitions=1,  # one chunk per run; one Python worker per driver
             # Each run's engines wait until every run has reached its engine, so the runs'
             # chunks (and their MERGEs) overlap; model_id keeps the keys equal across runs.
             engine__model=engine_model(barrier=barrier, parties=len(RUNS), name=name, sleep=0.2),
