@@ -3,7 +3,6 @@ ingest sources), with a test engine injected the way library callers inject one.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from jobs.tables.delta_io import read_table
 from jobs.tables.ingest import run_ingest
 from tests.command_logs import failure_report
 from tests.conftest import describe_config
+from tests.resilience_fakes import candid_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def test_compare_from_the_command_line_over_two_strata(spark, tmp_path):
     config_file = tmp_path / "job.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     out = tmp_path / "compare"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    env = candid_env()
     done = subprocess.run(
         [sys.executable, "-m", "tests.fake_candid", "--engine", "tests.fakes:make_fake_engine",
          "compare", "--config", str(config_file), "--prompts", "v1,v2", "--sample", "4",

@@ -1,6 +1,5 @@
 """The README's demo command, end to end in a subprocess: real Spark, Delta, vLLM, MLflow."""
 
-import os
 import re
 import subprocess
 import sys
@@ -8,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.resilience_fakes import candid_env
+
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 CANDID = [sys.executable, "-m", "jobs.cli"]
 
 
 def _run(args, tmp_path, timeout=600):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [*CANDID, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        [*CANDID, *args], cwd=REPO, env=candid_env(), capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -2,7 +2,6 @@
 the real engine (vLLM CPU, tiny model), on a local master: the workers run this interpreter.
 The archive mode (a packed environment on a standalone cluster) is tests/e2e/test_cluster.py."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import yaml
 
 from tests.command_logs import failure_report
 from tests.conftest import describe_config
+from tests.resilience_fakes import candid_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def test_spark_submit_runs_the_describe_entry_point(spark, sample_images, tiny_m
     run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = candid_env()
     args = subprocess.run(
         [sys.executable, "-m", "jobs.cli", "submit-args", "--config", str(path)],
         cwd=REPO, env=env, capture_output=True, text=True, check=True,
