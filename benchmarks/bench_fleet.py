@@ -64,6 +64,10 @@ LAYOUTS = {
     "per-stage": {"spark.executor.cores": "2", "spark.candid.engine.taskCpus": "1"},
     "session-wide": {"spark.executor.cores": "1", "spark.candid.engine.taskCpus": "1",
                      "spark.task.resource.gpu.amount": "1"},
+    # per-stage, and no delay scheduling: an engine task goes to the first free GPU rather than
+    # waiting up to spark.locality.wait (3 s) for the executor that holds its shuffle input.
+    "per-stage-no-wait": {"spark.executor.cores": "2", "spark.candid.engine.taskCpus": "1",
+                          "spark.locality.wait": "0s"},
 }
 
 
@@ -150,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                         "pipelined only (unless --runs says otherwise): about 4 minutes on 2 "
                         "cores (1,500 rows in 10 chunks took 5 min 41 s)")
     parser.add_argument("--runs", default=None,
-                        help="LAYOUT/MODE,...: LAYOUT per-stage or session-wide (how engine "
-                        "tasks get their GPU), MODE off or on (pipeline_chunks); default "
+                        help="LAYOUT/MODE,...: LAYOUT per-stage, session-wide or "
+                        "per-stage-no-wait (which tasks take a GPU; LAYOUTS), MODE off or on "
+                        "(pipeline_chunks); default "
                         "per-stage/off,per-stage/on (--quick: per-stage/on)")
     parser.add_argument("--engines", type=int, default=3)
     parser.add_argument("--rows", type=int, default=None)
