@@ -60,14 +60,14 @@ DRIVER_STEPS = (
 # Which tasks take a GPU (jobs/cluster/gpu_layout.py): only the engine stage's, with a spare
 # core per executor for commits (the shipped profile's way), or every task
 # (spark.task.resource.gpu.amount=1, one core per executor: what the profile did before).
+PER_STAGE = {"spark.executor.cores": "2", "spark.candid.engine.taskCpus": "1"}
 LAYOUTS = {
-    "per-stage": {"spark.executor.cores": "2", "spark.candid.engine.taskCpus": "1"},
-    "session-wide": {"spark.executor.cores": "1", "spark.candid.engine.taskCpus": "1",
+    "per-stage": PER_STAGE,
+    "session-wide": {**PER_STAGE, "spark.executor.cores": "1",
                      "spark.task.resource.gpu.amount": "1"},
     # per-stage, and no delay scheduling: an engine task goes to the first free GPU rather than
     # waiting up to spark.locality.wait (3 s) for the executor that holds its shuffle input.
-    "per-stage-no-wait": {"spark.executor.cores": "2", "spark.candid.engine.taskCpus": "1",
-                          "spark.locality.wait": "0s"},
+    "per-stage-no-wait": {**PER_STAGE, "spark.locality.wait": "0s"},
 }
 
 
