@@ -3,7 +3,10 @@ each backend per test session. Everything heavy is session-scoped to keep the su
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,18 +53,41 @@ def pytest_collection_modifyitems(config, items):
 
 def _warm_engine_modules_first(items) -> None:
     """Unit tests first; then the modules that run the real engine inside the Spark session,
-    back to back, so the engine each Spark worker caches (udfs.engines.cache) is built once and
-    not dropped by Spark's idle-worker timeout (about a minute) between them; then the rest.
-    Whole modules move, in their collected order, so module fixtures are set up once."""
-    warm = {item.module.__name__ for item in items
-            if item.get_closest_marker("spark") and item.get_closest_marker("engine")}
+    back to back (one engine server serves them, ``ONE_ENGINE``); then the end-to-end modules,
+    the longest, before the other Spark modules, so that under ``pytest -n`` (``make test``:
+    ``--dist loadfile``, a module whole on one worker, handed out in this order) the last
+    modules handed out are short ones. Whole modules move, in their collected order, so module
+    fixtures are set up once."""
+    warm = _engine_modules(items)
 
     def rank(item) -> int:
-        if Path(str(item.fspath)).parent.name == "unit":
+        folder = Path(str(item.fspath)).parent.name
+        if folder == "unit":
             return 0
-        return 1 if item.module.__name__ in warm else 2
+        if item.module.__name__ in warm:
+            return 1
+        return 2 if folder == "e2e" else 3
 
     items.sort(key=rank)  # stable: the collected order within each rank
+
+
+def _engine_modules(items) -> set[str]:
+    return {item.module.__name__ for item in items
+            if item.get_closest_marker("spark") and item.get_closest_marker("engine")}
+
+
+@contextmanager
+def one_process_at_a_time(name: str) -> Iterator[None]:
+    """Across the test processes of a ``pytest -n`` run: what writes one shared file (the tiny
+    model, the Ivy cache Spark's first start fills) runs in one of them at a time."""
+    lock = TEST_BUILD / "locks" / f"{name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +95,8 @@ def tiny_model_dir() -> Path:
     """The tiny random-weight Qwen2-VL, built once (and reused across runs via its marker)."""
     from jobs.demo.tiny_model import make_tiny_model
 
-    return make_tiny_model(TEST_BUILD / "tiny-qwen2-vl")
+    with one_process_at_a_time("tiny-model"):
+        return make_tiny_model(TEST_BUILD / "tiny-qwen2-vl")
 
 
 # vLLM on this CPU, for the tiny model (docs: ENVIRONMENT.md's "Settings that made it fast").
@@ -91,24 +118,29 @@ def tiny_engine_settings(model_dir: Path, backend: str = "vllm", **extra):
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     """One local[2] SparkSession with Delta for the whole run."""
-    from jobs.cluster.spark_session import build_spark
-    from jobs.job_settings import SparkSettings
-
     prepare_process_env(str(REPO / "build"))
     # Executors import test helpers (tests.fakes) by module name.
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
     )
     scratch = tmp_path_factory.mktemp("spark")
-    session = build_spark(SparkSettings(
+    with one_process_at_a_time("spark-start"):  # the first start resolves Delta into build/ivy
+        session = _local_session(scratch)
+    yield session
+    session.stop()
+
+
+def _local_session(scratch: Path):
+    from jobs.cluster.spark_session import build_spark
+    from jobs.job_settings import SparkSettings
+
+    return build_spark(SparkSettings(
         profile=str(LOCAL_PROFILE), app_name="candid-tests", ivy_home=str(REPO / "build" / "ivy"),
         conf={
             "spark.sql.warehouse.dir": str(scratch / "warehouse"),
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch}",
         },
     ), log_file=TEST_BUILD / "logs" / f"spark-{os.getpid()}.log")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +148,13 @@ def sample_images(tmp_path_factory):
     from jobs.demo.run import make_sample_images
 
     return make_sample_images(tmp_path_factory.mktemp("samples"), count=8, seed=1)
+
+
+# Real-engine describe runs in the test session pass ``**ONE_ENGINE``: every Python worker then
+# feeds the engine server (engine.placement: server), which outlives Spark's idle workers, so
+# the tiny model loads once for all of them instead of once per worker that a task lands on
+# (two here, local[2]) and again after each idle-worker timeout.
+ONE_ENGINE = {"engine__placement": "server"}
 
 
 def describe_config(tmp: Path, model_dir: Path | str, **overrides):

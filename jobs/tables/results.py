@@ -119,9 +119,8 @@ def fingerprint_counts(rows: DataFrame) -> dict[str | None, int]:
 
 
 def tally(rows: DataFrame) -> Tally:
-    """Rows per status and per guardrail flag, counted by Spark (two small aggregations)."""
-    from pyspark.sql import functions as F
-
-    statuses = {r["status"]: int(r["count"]) for r in rows.groupBy("status").count().collect()}
-    flags = rows.select(F.explode("guardrail_flags").alias("flag")).groupBy("flag").count()
-    return Tally(statuses, {r["flag"]: int(r["count"]) for r in flags.collect()})
+    """Rows per status and per guardrail flag, counted by Spark in one aggregation (one Spark
+    job, after every chunk's commit): rows grouped by status and flag list, a few distinct
+    groups, summed on the driver (``Tally.of_groups``)."""
+    groups = rows.groupBy("status", "guardrail_flags").count().collect()
+    return Tally.of_groups((r["status"], r["guardrail_flags"], r["count"]) for r in groups)

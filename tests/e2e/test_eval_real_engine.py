@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from jobs.cli import main as candid_main
 from jobs.tables.delta_io import read_table
-from tests.conftest import PROMPT_DIR, describe_config
+from tests.conftest import ONE_ENGINE, PROMPT_DIR, describe_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.engine]
 N, AUDITED, MAX_TOKENS = 6, 3, 12
@@ -46,7 +46,7 @@ def _run_id(lines: list[str]) -> str:
 def test_dataset_describe_score_and_audit_with_vllm(spark, tiny_model_dir, tmp_path, capsys):
     scenes = str(tmp_path / "scenes")
     config = describe_config(tmp_path, tiny_model_dir, input_table=scenes, mlflow__sample_rows=2,
-                             prompt__dir=str(_short_prompts(tmp_path / "prompts")))
+                             prompt__dir=str(_short_prompts(tmp_path / "prompts")), **ONE_ENGINE)
     config_file = tmp_path / "job.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     common = ["--config", str(config_file)]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.cli import main as candid_main
 from jobs.config import DescribeConfig, IngestConfig, load_config
 from jobs.demo.run import make_sample_images
 from jobs.tables.delta_io import read_table
@@ -19,6 +20,7 @@ from jobs.tables.ingest import run_ingest
 from jobs.tables.results import RESULT_KEYS
 from tests.command_logs import command_log, failure_report
 from tests.resilience_fakes import (
+    engine_for_config,
     engine_model,
     merge_committed,
     run_candid,
@@ -104,16 +106,24 @@ def _committed(spark, config: DescribeConfig) -> dict[str, tuple]:
     }
 
 
-def _resumes_exactly_once(spark, config: DescribeConfig, args: list[str], before: dict) -> str:
-    """Rerun ``args`` after a kill: every image ends with one ok row, committed rows are not
-    recomputed, and the rerun describes only what had no result. Returns the rerun's stdout."""
+def _rerun_here(args: list[str], config_file: Path, capsys) -> str:
+    """``candid ARGS`` again, in this test process and its Spark session (the killed run needed
+    a process of its own; its rerun does not). Returns its stdout."""
+    capsys.readouterr()
+    code = candid_main(args, make_engine=engine_for_config(config_file))
+    out, err = capsys.readouterr()
+    assert code == 0, failure_report(out, err)
+    return out
+
+
+def _resumes_exactly_once(spark, config: DescribeConfig, rerun_stdout: str, before: dict) -> str:
+    """After a kill and a rerun (``rerun_stdout``): every image ends with one ok row, committed
+    rows were not recomputed, and the rerun described only what had no result."""
     assert 0 < len(before) < IMAGES, "the kill must land between the first and the last chunk"
     killed_run_ids = {run_id for run_id, _ in before.values()}
     assert len(killed_run_ids) == 1
 
-    rerun = run_candid(args)
-    assert rerun.returncode == 0, failure_report(rerun.stdout, rerun.stderr)
-    processed = int(re.search(r"processed now (\d+)", rerun.stdout).group(1))
+    processed = int(re.search(r"processed now (\d+)", rerun_stdout).group(1))
 
     results = read_table(spark, config.results_table)
     final = {r.image_id: r for r in results.collect()}
@@ -129,12 +139,11 @@ def _resumes_exactly_once(spark, config: DescribeConfig, args: list[str], before
     from_rerun = [r for r in final.values() if r.run_id not in killed_run_ids]
     assert processed == len(from_rerun) == IMAGES - from_killed_run
     assert len({r.run_id for r in from_rerun}) == 1
-    recovered = re.search(r"recovered (\d+) staged rows", rerun.stdout)
+    recovered = re.search(r"recovered (\d+) staged rows", rerun_stdout)
     assert from_killed_run - len(before) <= (int(recovered.group(1)) if recovered else 0)
-    return rerun.stdout
 
 
-def test_killed_run_resumes_without_recomputing_committed_chunks(spark, tmp_path):
+def test_killed_run_resumes_without_recomputing_committed_chunks(spark, tmp_path, capsys):
     release = tmp_path / "release"
     config_file, config = _prepare(
         spark, tmp_path, IMAGES, seed=21, chunk_size=6, batch_size=2,
@@ -147,11 +156,11 @@ def test_killed_run_resumes_without_recomputing_committed_chunks(spark, tmp_path
     _killed(args, log, lambda proc: _kill_after_first_merge(proc, Path(config.results_table), log))
     before = _committed(spark, config)
     release.touch()  # the rerun's engines run freely (the same config: the same fingerprint)
-    _resumes_exactly_once(spark, config, args, before)
+    _resumes_exactly_once(spark, config, _rerun_here(args, config_file, capsys), before)
 
 
 def test_run_killed_while_the_next_chunk_runs_beside_a_commit_resumes_exactly_once(
-    spark, tmp_path
+    spark, tmp_path, capsys
 ):
     """The pipelined case: an earlier chunk has merged (its staged partition and write-back may
     still be pending) while a later chunk's engine stage runs; kill -9 exactly then."""
@@ -175,7 +184,7 @@ def test_run_killed_while_the_next_chunk_runs_beside_a_commit_resumes_exactly_on
     assert min(merged) < chunk and max(merged) < chunk
     before = _committed(spark, config)
     release.touch()
-    _resumes_exactly_once(spark, config, args, before)
+    _resumes_exactly_once(spark, config, _rerun_here(args, config_file, capsys), before)
     # The rerun wrote every description back onto the input table, once per image.
     written = read_table(spark, config.input_table).where("description_v2 IS NOT NULL")
     assert written.count() == IMAGES

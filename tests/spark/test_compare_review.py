@@ -12,7 +12,7 @@ from jobs.evaluation.compare import run_compare
 from jobs.review.run import run_review
 from jobs.tables.delta_io import read_table
 from jobs.tables.ingest import run_ingest
-from tests.conftest import describe_config
+from tests.conftest import ONE_ENGINE, describe_config
 from tests.e2e.test_review_page_browser import run_chromium
 from tests.html_dom import Dom
 
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.engine, pytest.mark.e2e]
 @pytest.fixture(scope="module")
 def compared(spark, sample_images, tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
-    config = describe_config(tmp, tiny_model_dir, mlflow__sample_rows=2)
+    config = describe_config(tmp, tiny_model_dir, mlflow__sample_rows=2, **ONE_ENGINE)
     run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
     summary = run_compare(config, ["v1", "v2", "v3"], 5, str(tmp / "out"), spark)
     return config, summary, tmp

@@ -10,7 +10,7 @@ from jobs.describe.run import run_describe
 from jobs.tables.delta_io import read_table
 from jobs.tables.ingest import run_ingest
 from jobs.tables.results import RESULT_KEYS
-from tests.conftest import describe_config
+from tests.conftest import ONE_ENGINE, describe_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.engine]
 
@@ -20,7 +20,8 @@ def described(spark, sample_images, tiny_model_dir, tmp_path_factory):
     """Ingest the samples and describe them twice with vLLM (the second run must be a no-op)."""
     tmp = tmp_path_factory.mktemp("describe")
     config = describe_config(
-        tmp, tiny_model_dir, source_column__enabled=True, chunk_size=5, mlflow__sample_rows=3
+        tmp, tiny_model_dir, source_column__enabled=True, chunk_size=5, mlflow__sample_rows=3,
+        **ONE_ENGINE,
     )
     run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
     first = run_describe(config, spark)

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.resilience_fakes import SHORT_JVM_OPTIONS
-
 pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parents[2]
 # A module that Delta's tree needs, in a version Maven itself would consider: its pom in ~/.m2
@@ -61,7 +59,7 @@ def _home_with_pom_without_jar(home: Path) -> Path:
 def _start_session(tmp_path: Path, own_chain: bool) -> tuple[subprocess.CompletedProcess, Path]:
     home = _home_with_pom_without_jar(tmp_path / "home")
     log_file = tmp_path / "spark.log"
-    env = {**os.environ, "JAVA_TOOL_OPTIONS": f"-Duser.home={home} {SHORT_JVM_OPTIONS}"}
+    env = {**os.environ, "JAVA_TOOL_OPTIONS": f"-Duser.home={home}"}
     env.pop("PYSPARK_GATEWAY_PORT", None)
     done = subprocess.run(
         [sys.executable, "-c", SESSION_SCRIPT, str(tmp_path / "ivy"), str(log_file),

@@ -10,7 +10,7 @@ from jobs.config import IngestConfig
 from jobs.describe.run import run_describe
 from jobs.tables.delta_io import read_table
 from jobs.tables.ingest import run_ingest
-from tests.conftest import describe_config
+from tests.conftest import ONE_ENGINE, describe_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.engine]
 
@@ -45,7 +45,8 @@ def _mixed_folder(root, sample_images):
 
 def test_mixed_folder_rows_in_equal_rows_out(spark, sample_images, tiny_model_dir, tmp_path):
     folder = _mixed_folder(tmp_path, sample_images)
-    config = describe_config(tmp_path, tiny_model_dir, mlflow__enabled=False, batch_size=8)
+    config = describe_config(tmp_path, tiny_model_dir, mlflow__enabled=False, batch_size=8,
+                             **ONE_ENGINE)
     ingest = IngestConfig(source=str(folder), table=config.input_table)
     run_ingest(ingest, spark)
     # Manifest-style rows (ingest lists files only) for a file that does not exist and a

@@ -13,7 +13,7 @@ from jobs.config import ConfigError, IngestConfig
 from jobs.notebook import DESCRIBE_WIDGETS, WidgetShim, config_from_widgets, read_widgets
 from jobs.tables.delta_io import read_table
 from jobs.tables.ingest import run_ingest
-from tests.conftest import describe_config
+from tests.conftest import ONE_ENGINE, describe_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.engine]  # the real engine, in the session
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -41,7 +41,7 @@ class DbUtils:
 
 def _job_yaml(tmp_path, tiny_model_dir, spark, sample_images):
     """A config file whose tables are decoys: the widgets must point the job elsewhere."""
-    config = describe_config(tmp_path, tiny_model_dir, mlflow__enabled=False)
+    config = describe_config(tmp_path, tiny_model_dir, mlflow__enabled=False, **ONE_ENGINE)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump({**config.model_dump(mode="json"),
                                     "input_table": str(tmp_path / "not-this-input"),

@@ -28,3 +28,13 @@ def test_tallies_add_up():
     assert total.flag_rates() == {"refusal": 0.5, "truncated": 0.25}
     assert a.statuses == {"ok": 3, "missing_file": 1}  # the parts are unchanged
     assert total.describe_statuses() == "missing_file=1, ok=4"
+
+
+def test_groups_from_one_spark_aggregation_count_like_their_rows():
+    # What `groupBy("status", "guardrail_flags").count()` returns for the rows of the first test.
+    groups = [("ok", ["truncated", "truncated"], 1), ("ok", [], 1), ("ok", None, 1),
+              ("ok", ["refusal", "truncated"], 1), ("missing_file", None, 1), ("engine_error", [], 1)]
+    assert Tally.of_groups(groups) == Tally({"ok": 4, "missing_file": 1, "engine_error": 1},
+                                            {"truncated": 2, "refusal": 1})
+    merged = Tally.of_groups([("ok", ["refusal"], 40), ("ok", ["refusal", "truncated"], 2)])
+    assert merged.statuses == {"ok": 42} and merged.flags == {"refusal": 42, "truncated": 2}

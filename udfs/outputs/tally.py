@@ -28,11 +28,24 @@ class Tally:
     @classmethod
     def of_rows(cls, rows: Iterable[tuple[str, Sequence[str] | None]]) -> Tally:
         """From (status, guardrail_flags) pairs; None flags (Spark's null array) are none."""
+        return cls.of_groups((status, row_flags, 1) for status, row_flags in rows)
+
+    @classmethod
+    def of_groups(cls, groups: Iterable[tuple[str, Sequence[str] | None, int]]) -> Tally:
+        """From (status, guardrail_flags, rows) groups: what one Spark aggregation by status and
+        flags returns (``jobs.tables.results.tally``).
+
+        Example:
+            >>> t = Tally.of_groups([("ok", ["truncated"], 3), ("ok", None, 1), ("ok", [], 2)])
+            >>> (t.statuses, t.flags)
+            ({'ok': 6}, {'truncated': 3})
+        """
         statuses: Counter[str] = Counter()
         flags: Counter[str] = Counter()
-        for status, row_flags in rows:
-            statuses[status] += 1
-            flags.update(set(row_flags or ()))
+        for status, group_flags, count in groups:
+            statuses[status] += int(count)
+            for flag in set(group_flags or ()):
+                flags[flag] += int(count)
         return cls(dict(statuses), dict(flags))
 
     @property
