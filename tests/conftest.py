@@ -3,10 +3,7 @@ each backend per test session. Everything heavy is session-scoped to keep the su
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,20 +50,15 @@ def pytest_collection_modifyitems(config, items):
 
 def _warm_engine_modules_first(items) -> None:
     """Unit tests first; then the modules that run the real engine inside the Spark session,
-    back to back (one engine server serves them, ``ONE_ENGINE``); then the end-to-end modules,
-    the longest, before the other Spark modules, so that under ``pytest -n`` (``make test``:
-    ``--dist loadfile``, a module whole on one worker, handed out in this order) the last
-    modules handed out are short ones. Whole modules move, in their collected order, so module
+    back to back, so that the engine server they share (``ONE_ENGINE``) is built once and
+    kept busy; then the rest. Whole modules move, in their collected order, so module
     fixtures are set up once."""
     warm = _engine_modules(items)
 
     def rank(item) -> int:
-        folder = Path(str(item.fspath)).parent.name
-        if folder == "unit":
+        if Path(str(item.fspath)).parent.name == "unit":
             return 0
-        if item.module.__name__ in warm:
-            return 1
-        return 2 if folder == "e2e" else 3
+        return 1 if item.module.__name__ in warm else 2
 
     items.sort(key=rank)  # stable: the collected order within each rank
 
@@ -76,27 +68,12 @@ def _engine_modules(items) -> set[str]:
             if item.get_closest_marker("spark") and item.get_closest_marker("engine")}
 
 
-@contextmanager
-def one_process_at_a_time(name: str) -> Iterator[None]:
-    """Across the test processes of a ``pytest -n`` run: what writes one shared file (the tiny
-    model, the Ivy cache Spark's first start fills) runs in one of them at a time."""
-    lock = TEST_BUILD / "locks" / f"{name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(held, fcntl.LOCK_UN)
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """The tiny random-weight Qwen2-VL, built once (and reused across runs via its marker)."""
     from jobs.demo.tiny_model import make_tiny_model
 
-    with one_process_at_a_time("tiny-model"):
-        return make_tiny_model(TEST_BUILD / "tiny-qwen2-vl")
+    return make_tiny_model(TEST_BUILD / "tiny-qwen2-vl")
 
 
 # vLLM on this CPU, for the tiny model (docs: ENVIRONMENT.md's "Settings that made it fast").
@@ -124,8 +101,7 @@ def spark(tmp_path_factory):
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
     )
     scratch = tmp_path_factory.mktemp("spark")
-    with one_process_at_a_time("spark-start"):  # the first start resolves Delta into build/ivy
-        session = _local_session(scratch)
+    session = _local_session(scratch)
     yield session
     session.stop()
 

@@ -17,7 +17,7 @@ A crash between 1 and 3 leaves staged rows behind; the next run merges them firs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,8 +34,14 @@ from jobs.tables.delta_io import (
     table_exists,
     with_concurrency_retries,
 )
-from jobs.tables.layout import create_results_table, results_layout
-from jobs.tables.results import RESULT_COLUMN_COMMENTS, RESULT_KEYS, RESULTS_SCHEMA_DDL, tally
+from jobs.tables.layout import BUCKET, ResultsLayout, create_results_table, results_layout
+from jobs.tables.results import (
+    RESULT_COLUMN_COMMENTS,
+    RESULT_KEYS,
+    RESULTS_SCHEMA_DDL,
+    tally_groups,
+    tally_of,
+)
 from udfs.outputs.tally import Tally
 
 if TYPE_CHECKING:
@@ -141,6 +147,26 @@ def read_staged(spark: SparkSession, staging_table: str, run_id: str, chunk: int
     )
 
 
+@dataclass(frozen=True)
+class StagedCounts:
+    """One aggregation over a staged chunk: its tally, and the buckets of ``layout`` (the
+    results table's when counted) that its rows go to (none in a table without buckets)."""
+
+    tally: Tally
+    layout: ResultsLayout
+    buckets: tuple[int, ...]
+
+
+def count_staged(spark: SparkSession, results_table: str, staged: DataFrame) -> StagedCounts:
+    """The staged rows' tally and buckets in one Spark aggregation (the MERGE needs the buckets
+    to prune, the run's figures need the tally)."""
+    layout = results_layout(spark, results_table)
+    by = (BUCKET,) if layout.buckets is not None else ()
+    groups = tally_groups(layout.with_bucket(staged), *by)
+    buckets = tuple(sorted({int(g[BUCKET]) for g in groups})) if by else ()
+    return StagedCounts(tally_of(groups), layout, buckets)
+
+
 @dataclass
 class CommittedChunk:
     """What one committed chunk held: its tally and a sample of its rows."""
@@ -171,29 +197,35 @@ def commit_staged(
     run is being staged (each touches only its own staging partition)."""
     staging = staging_table_for(results_table)
     staged = read_staged(spark, staging, run_id, chunk)
-    done = CommittedChunk(tally=tally(staged))
+    counts = count_staged(spark, results_table, staged)
+    done = CommittedChunk(tally=counts.tally)
     if sample_rows > 0:
         done.sample = staged.limit(sample_rows).toPandas()
     if done.tally.rows:
-        merge_staged(spark, results_table, staged, run_id, chunk)
+        merge_staged(spark, results_table, staged, run_id, chunk, counts)
         log.info("chunk %d: merged %d rows into %s", chunk, done.tally.rows, results_table)
     drop_staged(spark, staging, run_id, chunk)
     return done
 
 
 def merge_staged(
-    spark: SparkSession, results_table: str, staged: DataFrame, run_id: str, chunk: int
+    spark: SparkSession, results_table: str, staged: DataFrame, run_id: str, chunk: int,
+    counts: StagedCounts | None = None,
 ) -> None:
     """Upsert staged rows into the results table, idempotently (see module docstring). In a
     bucketed table (``jobs.tables.layout``) the MERGE reads and rewrites only the staged rows'
-    buckets."""
+    buckets: ``counts.buckets`` when counted under the table's current layout, else looked up."""
 
     def merge() -> None:
         # The layout is read per attempt: a table rewritten into buckets meanwhile
         # (relayout_results) must get rows with their bucket.
         layout = results_layout(spark, results_table)
         source = layout.with_bucket(staged)
-        condition = layout.merge_condition(RESULT_KEYS, layout.buckets_in(source))
+        if counts is not None and counts.layout == layout:
+            present: Sequence[int] = counts.buckets
+        else:
+            present = layout.buckets_in(source)
+        condition = layout.merge_condition(RESULT_KEYS, present)
         # One app id per staged partition: Delta skips a txnVersion that is not above the
         # last one seen for an app id, so numbering the partitions of one app id would make
         # any out-of-order merge (recovery, the dedup copies) silently skip.

@@ -20,7 +20,7 @@ from udfs.outputs.tally import Tally
 from udfs.runner.describe import RESULT_COLUMNS
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, Row, SparkSession
 
 RESULT_KEYS = ("image_id", "prompt_name", "prompt_version", "model")
 # Every results column with the comment Delta stores for it: the runner's columns
@@ -119,8 +119,16 @@ def fingerprint_counts(rows: DataFrame) -> dict[str | None, int]:
 
 
 def tally(rows: DataFrame) -> Tally:
-    """Rows per status and per guardrail flag, counted by Spark in one aggregation (one Spark
-    job, after every chunk's commit): rows grouped by status and flag list, a few distinct
-    groups, summed on the driver (``Tally.of_groups``)."""
-    groups = rows.groupBy("status", "guardrail_flags").count().collect()
+    """Rows per status and per guardrail flag, counted by Spark in one aggregation."""
+    return tally_of(tally_groups(rows))
+
+
+def tally_groups(rows: DataFrame, *by: str) -> list[Row]:
+    """Rows counted per status, flag list and ``by`` columns: one small aggregation (a few
+    distinct groups reach the driver), from which ``tally_of`` makes the tally and a caller
+    reads what else it grouped by, without a second pass over the rows."""
+    return rows.groupBy("status", "guardrail_flags", *by).count().collect()
+
+
+def tally_of(groups: list[Row]) -> Tally:
     return Tally.of_groups((r["status"], r["guardrail_flags"], r["count"]) for r in groups)

@@ -11,7 +11,13 @@ import pytest
 
 from jobs.describe import commit as staging_io
 from jobs.tables.delta_io import create_table_if_missing, delta_table, latest_version, read_table
-from jobs.tables.layout import BUCKETS_PROPERTY, DEFAULT_BUCKETS, ChunkPlan, relayout_results
+from jobs.tables.layout import (
+    BUCKETS_PROPERTY,
+    DEFAULT_BUCKETS,
+    ChunkPlan,
+    relayout_results,
+    results_layout,
+)
 from jobs.tables.results import RESULT_KEYS, RESULTS_SCHEMA_DDL
 
 pytestmark = pytest.mark.spark
@@ -30,12 +36,19 @@ def _results(spark, ids, written_at: str, run_id: str = "run-a"):
 
 
 def _merge(spark, table: str, frame, chunk: int, run_id: str = "run-a") -> None:
-    """The commit protocol for result rows ``frame``: its written_at is the staging's own."""
+    """The commit protocol for result rows ``frame`` (all ok): its written_at is the staging's
+    own. The commit's one aggregation counts the rows and finds the buckets its MERGE prunes
+    to; the buckets are checked against a plain lookup of the staged rows' buckets."""
     staging = staging_io.staging_table_for(table)
     staging_io.stage_chunk(frame.drop("written_at"), staging, run_id, chunk)
     staged = staging_io.read_staged(spark, staging, run_id, chunk)
-    staging_io.merge_staged(spark, table, staged, run_id, chunk)
-    staging_io.drop_staged(spark, staging, run_id, chunk)
+    counts = staging_io.count_staged(spark, table, staged)
+    layout = results_layout(spark, table)
+    assert counts.layout == layout
+    assert list(counts.buckets) == layout.buckets_in(layout.with_bucket(staged))
+    done = staging_io.commit_staged(spark, table, run_id, chunk)
+    assert done.tally.statuses == {"ok": frame.count()}
+    assert read_table(spark, staging).where(f"run_id = '{run_id}'").count() == 0
 
 
 def test_staging_adds_its_own_columns_and_refuses_rows_that_carry_them(spark, tmp_path):
