@@ -14,7 +14,7 @@ demo: setup
 # The whole suite: the fast tier first (a broken unit stops the run within two minutes), then
 # the tests that start Spark, an engine, a CLI or a browser, with the 25 slowest listed. One
 # test process: the suite keeps both cores busy on its own (two pytest-xdist workers took
-# 2,028 s against 1,930 s for one).
+# 2,028 s with the CPU 99 % busy; one process took 1,930 s on an earlier, quieter run).
 test: test-fast test-env
 	./scripts/install_chromium.sh
 	$(PY) -m pytest -q --durations=25 tests/spark tests/e2e

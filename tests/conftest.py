@@ -51,9 +51,10 @@ def pytest_collection_modifyitems(config, items):
 def _warm_engine_modules_first(items) -> None:
     """Unit tests first; then the modules that run the real engine inside the Spark session,
     back to back, so that the engine server they share (``ONE_ENGINE``) is built once and
-    kept busy; then the rest. Whole modules move, in their collected order, so module
-    fixtures are set up once."""
-    warm = _engine_modules(items)
+    kept busy; then the rest.
+    Whole modules move, in their collected order, so module fixtures are set up once."""
+    warm = {item.module.__name__ for item in items
+            if item.get_closest_marker("spark") and item.get_closest_marker("engine")}
 
     def rank(item) -> int:
         if Path(str(item.fspath)).parent.name == "unit":
@@ -61,11 +62,6 @@ def _warm_engine_modules_first(items) -> None:
         return 1 if item.module.__name__ in warm else 2
 
     items.sort(key=rank)  # stable: the collected order within each rank
-
-
-def _engine_modules(items) -> set[str]:
-    return {item.module.__name__ for item in items
-            if item.get_closest_marker("spark") and item.get_closest_marker("engine")}
 
 
 @pytest.fixture(scope="session")
@@ -95,28 +91,24 @@ def tiny_engine_settings(model_dir: Path, backend: str = "vllm", **extra):
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     """One local[2] SparkSession with Delta for the whole run."""
+    from jobs.cluster.spark_session import build_spark
+    from jobs.job_settings import SparkSettings
+
     prepare_process_env(str(REPO / "build"))
     # Executors import test helpers (tests.fakes) by module name.
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
     )
     scratch = tmp_path_factory.mktemp("spark")
-    session = _local_session(scratch)
-    yield session
-    session.stop()
-
-
-def _local_session(scratch: Path):
-    from jobs.cluster.spark_session import build_spark
-    from jobs.job_settings import SparkSettings
-
-    return build_spark(SparkSettings(
+    session = build_spark(SparkSettings(
         profile=str(LOCAL_PROFILE), app_name="candid-tests", ivy_home=str(REPO / "build" / "ivy"),
         conf={
             "spark.sql.warehouse.dir": str(scratch / "warehouse"),
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch}",
         },
     ), log_file=TEST_BUILD / "logs" / f"spark-{os.getpid()}.log")
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")
