@@ -116,7 +116,7 @@ def _rerun_here(args: list[str], config_file: Path, capsys) -> str:
     return out
 
 
-def _resumes_exactly_once(spark, config: DescribeConfig, rerun_stdout: str, before: dict) -> str:
+def _resumes_exactly_once(spark, config: DescribeConfig, rerun_stdout: str, before: dict) -> None:
     """After a kill and a rerun (``rerun_stdout``): every image ends with one ok row, committed
     rows were not recomputed, and the rerun described only what had no result."""
     assert 0 < len(before) < IMAGES, "the kill must land between the first and the last chunk"
