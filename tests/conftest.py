@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from tests.mlflow_store import fresh_store, remove_template
+from tests.small_spark import SMALL_DATA_CONFS
 from udfs.engines.vllm_env import prepare_process_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +104,7 @@ def spark(tmp_path_factory):
     session = build_spark(SparkSettings(
         profile=str(LOCAL_PROFILE), app_name="candid-tests", ivy_home=str(REPO / "build" / "ivy"),
         conf={
+            **SMALL_DATA_CONFS,
             "spark.sql.warehouse.dir": str(scratch / "warehouse"),
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch}",
         },
@@ -139,7 +141,7 @@ def describe_config(tmp: Path, model_dir: Path | str, **overrides):
         "prompt": {"version": "v2", "dir": str(PROMPT_DIR)},
         "batch_size": 4,
         "partitions": 1,
-        "spark": {"profile": str(LOCAL_PROFILE)},
+        "spark": {"profile": str(LOCAL_PROFILE), "conf": dict(SMALL_DATA_CONFS)},
         "mlflow": {
             "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
             "artifact_location": str(tmp / "mlartifacts"),

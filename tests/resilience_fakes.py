@@ -25,6 +25,7 @@ import yaml
 from jobs.config_loader import config_data
 from tests.fakes import FakeEngine
 from tests.mlflow_store import fresh_store
+from tests.small_spark import SMALL_DATA_CONFS
 from udfs.engines.base import Engine, EngineDeadError, Generation
 from udfs.settings import EngineSettings, ImageSettings
 
@@ -192,6 +193,7 @@ def write_job_config(tmp: Path, name: str = "job.yaml", **overrides: Any) -> Pat
         "spark": {
             "profile": str(LOCAL_PROFILE),
             "conf": {
+                **SMALL_DATA_CONFS,
                 "spark.sql.warehouse.dir": str(tmp / "warehouse"),
                 "spark.driver.extraJavaOptions": f"-Dderby.system.home={tmp / 'derby'}",
             },

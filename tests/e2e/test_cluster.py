@@ -29,6 +29,7 @@ import yaml
 from tests.cluster_fakes import PINNING_LOG_ENV, make_where_engine, read_pinning_log
 from tests.command_logs import failure_report
 from tests.conftest import describe_config
+from tests.small_spark import SMALL_DATA_CONFS
 from tests.standalone import StandaloneCluster, start_cluster, submit_describe, table_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
@@ -78,6 +79,7 @@ def _cluster_config(tmp: Path, cluster: StandaloneCluster, archive: Path, pinnin
     config["spark"] = {
         "profile": str(GPU_PROFILE), "master": cluster.url, "archive": str(archive),
         "conf": {
+            **SMALL_DATA_CONFS,
             "spark.executor.cores": "1", "spark.candid.engine.taskCpus": "1",
             "spark.executor.memory": "640m", "spark.executor.memoryOverhead": "384m",
             "spark.driver.memory": "1g", "spark.sql.shuffle.partitions": "4",

@@ -30,6 +30,7 @@ import yaml
 from tests.cluster_fakes import PINNING_LOG_ENV, make_where_engine, read_pinning_log
 from tests.command_logs import failure_report
 from tests.conftest import describe_config
+from tests.small_spark import SMALL_DATA_CONFS
 from tests.standalone import (
     DISCOVERY_SCRIPT,
     StandaloneCluster,
@@ -102,6 +103,7 @@ def _executor_confs(pinning_log: Path, gpus: int = 2, per_stage: bool = True) ->
     gpu_per_task = ({"spark.candid.engine.taskCpus": "1"} if per_stage
                     else {"spark.task.resource.gpu.amount": "1"})
     return {
+        **SMALL_DATA_CONFS,
         "spark.executor.cores": str(cores), "spark.task.cpus": "1", "spark.cores.max": str(cores),
         "spark.executor.resource.gpu.amount": str(gpus), **gpu_per_task,
         "spark.executor.resource.gpu.discoveryScript": str(DISCOVERY_SCRIPT),
