@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast test-env dist bench clean
+.PHONY: setup demo test test-fast test-env test-jvm dist bench clean
 
 setup:
 	./scripts/setup.sh
@@ -15,7 +15,7 @@ demo: setup
 # the tests that start Spark, an engine, a CLI or a browser, with the 25 slowest listed. One
 # test process: the suite keeps both cores busy on its own (two pytest-xdist workers took
 # 2,028 s with the CPU 99 % busy; one process took 1,930 s on an earlier, quieter run).
-test: test-fast test-env
+test: test-fast test-env test-jvm
 	./scripts/install_chromium.sh
 	$(PY) -m pytest -q --durations=25 tests/spark tests/e2e
 
@@ -23,6 +23,11 @@ test: test-fast test-env
 # asks for either); stops at the first failure.
 test-fast: setup
 	$(PY) -m pytest -q -x tests/unit
+
+# The class archive the JVMs that tests start map instead of loading Spark's classes one by one
+# (tests/jvm_archive.py); built once per JDK and Spark version, by one fake-engine describe.
+test-jvm: setup
+	$(PY) -m tests.jvm_archive
 
 # The packed environment the cluster test ships to its executors: the wheel and what executors
 # import, no engine (tests/e2e/test_cluster.py). Packed again only when the sources change.

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests.jvm_archive import SESSION_JVM_OPTIONS, child_java_options
 from tests.mlflow_store import fresh_store, remove_template
 from tests.small_spark import SMALL_DATA_CONFS
 from udfs.engines.vllm_env import prepare_process_env
@@ -28,6 +29,15 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 # Markers follow from what a test starts: its folder, or the session fixtures it uses.
 _FOLDER_MARKERS = {"spark": "spark", "e2e": "e2e"}
 _FIXTURE_MARKERS = {"spark": "spark", "vllm_engine": "engine", "hf_engine": "engine"}
+
+
+def pytest_configure(config):
+    # Every JVM started from here on (spark-submit, CLI drivers, standalone clusters) maps the
+    # class archive that ``make test`` builds and skips the optimising JIT (tests.jvm_archive).
+    options = child_java_options()
+    if options:
+        inherited = os.environ.get("JAVA_TOOL_OPTIONS", "")
+        os.environ["JAVA_TOOL_OPTIONS"] = f"{inherited} {options}".strip()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -106,7 +116,8 @@ def spark(tmp_path_factory):
         conf={
             **SMALL_DATA_CONFS,
             "spark.sql.warehouse.dir": str(scratch / "warehouse"),
-            "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch}",
+            # This JVM lives through the whole suite: both JIT tiers (tests.jvm_archive).
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch} {SESSION_JVM_OPTIONS}",
         },
     ), log_file=TEST_BUILD / "logs" / f"spark-{os.getpid()}.log")
     yield session
