@@ -132,6 +132,8 @@ def main() -> int:
         print(f"class archive up to date: {path}")
         return 0
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob("spark-*.jsa"):  # another JDK's or Spark's, 200 MiB each
+        stale.unlink()
     build_archive(path)
     print(f"class archive built: {path} ({path.stat().st_size >> 20} MiB)")
     return 0
