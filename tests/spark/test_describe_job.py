@@ -23,7 +23,15 @@ def described(spark, sample_images, tiny_model_dir, tmp_path_factory):
         tmp, tiny_model_dir, source_column__enabled=True, chunk_size=5, mlflow__sample_rows=3,
         **ONE_ENGINE,
     )
-    run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
+    # Fixed ids (a manifest's own): chunks are made of whole results-table buckets, chosen by
+    # image_id; ids derived from this run's temp paths put all 8 rows in one of the 2 chunks
+    # about once in 128 runs, and the per-chunk figures below would miss a chunk.
+    images = sorted(p for p in Path(sample_images.folder).iterdir() if p.is_file())
+    assert len(images) == 8
+    manifest = tmp / "manifest.csv"
+    manifest.write_text("image_id,path\n" + "".join(
+        f"describe-job-{i},{path}\n" for i, path in enumerate(images)), encoding="utf-8")
+    run_ingest(IngestConfig(source=str(manifest), table=config.input_table), spark)
     first = run_describe(config, spark)
     second = run_describe(config, spark)
     return config, first, second
