@@ -26,7 +26,7 @@ def described(spark, sample_images, tiny_model_dir, tmp_path_factory):
     # Fixed ids (a manifest's own): chunks are made of whole results-table buckets, chosen by
     # image_id; ids derived from this run's temp paths put all 8 rows in one of the 2 chunks
     # about once in 128 runs, and the per-chunk figures below would miss a chunk.
-    images = sorted(p for p in Path(sample_images.folder).iterdir() if p.is_file())
+    images = sorted(sample_images.paths)
     assert len(images) == 8
     manifest = tmp / "manifest.csv"
     manifest.write_text("image_id,path\n" + "".join(
