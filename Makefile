@@ -12,12 +12,14 @@ demo: setup
 	$(VENV)/bin/candid demo
 
 # The whole suite: the fast tier first (a broken unit stops the run within two minutes), then
-# the tests that start Spark, an engine, a CLI or a browser, with the 25 slowest listed. One
-# test process: the suite keeps both cores busy on its own (two pytest-xdist workers took
-# 2,028 s with the CPU 99 % busy; one process took 1,930 s on an earlier, quieter run).
+# the tests that start Spark, an engine, a CLI or a browser, with the 25 slowest listed, on two
+# test processes: one runs the modules that work in its own SparkSession, the other those that
+# start drivers, clusters and browsers (the groups: tests/conftest.py). One process left 30 %
+# of the two cores idle and took 1,311 s; two took 979 s (tests/spark beside tests/e2e) and
+# 1,027 s (these groups), CPU 96 % busy, on one warm clone the same morning.
 test: test-fast test-env test-jvm
 	./scripts/install_chromium.sh
-	$(PY) -m pytest -q --durations=25 tests/spark tests/e2e
+	$(PY) -m pytest -q --durations=25 -n 2 --dist loadgroup tests/spark tests/e2e
 
 # The tests that start no Spark and no engine (tests/unit: conftest refuses a unit test that
 # asks for either); stops at the first failure.
