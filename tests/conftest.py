@@ -57,7 +57,7 @@ SESSION_GROUP, PROCESS_GROUP = "session", "processes"
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the group marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        folder = Path(str(item.fspath)).parent.name
+        folder = _tier(item)
         wanted = {_FOLDER_MARKERS[folder]} if folder in _FOLDER_MARKERS else set()
         wanted |= {m for f, m in _FIXTURE_MARKERS.items() if f in getattr(item, "fixturenames", ())}
         if folder == "unit" and wanted:
@@ -69,10 +69,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marker)
     warm = _warm_engine_modules_first(items)
     for item in items:
-        folder = Path(str(item.fspath)).parent.name
+        folder = _tier(item)
         if folder != "unit":
             in_session = folder == "spark" or item.module.__name__ in warm
             item.add_marker(pytest.mark.xdist_group(SESSION_GROUP if in_session else PROCESS_GROUP))
+
+
+def _tier(item) -> str:
+    """The test's tier: its folder under tests/ (unit, spark or e2e)."""
+    return Path(str(item.fspath)).parent.name
 
 
 def pytest_collection_finish(session):
@@ -94,7 +99,7 @@ def _warm_engine_modules_first(items) -> set[str]:
             if item.get_closest_marker("spark") and item.get_closest_marker("engine")}
 
     def rank(item) -> int:
-        if Path(str(item.fspath)).parent.name == "unit":
+        if _tier(item) == "unit":
             return 0
         return 1 if item.module.__name__ in warm else 2
 
