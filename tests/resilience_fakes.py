@@ -234,8 +234,8 @@ def _recorded_engine(args: Sequence[str]) -> str | None:
 
 def candid_env(**extra: str) -> dict[str, str]:
     """The environment for a ``candid`` subprocess: executors must import ``tests.*``. Its
-    JVMs keep Java's default compilers: C1 alone made three subprocess tests slower, 222 s ->
-    246 s (``-XX:TieredStopAtLevel=1``, one A/B run on this 2-core machine)."""
+    JVMs inherit the class archive and the quick JIT tier through ``JAVA_TOOL_OPTIONS``
+    (``tests.jvm_archive``, set by tests/conftest.py)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
