@@ -13,10 +13,10 @@ demo: setup
 
 # The whole suite: the fast tier first (a broken unit stops the run within two minutes), then
 # the tests that start Spark, an engine, a CLI or a browser, with the 25 slowest listed, on two
-# test processes: one runs the modules that work in its own SparkSession, the other those that
-# start drivers, clusters and browsers (the groups: tests/conftest.py). One process left 30 %
-# of the two cores idle and took 1,311 s; two took 979 s (tests/spark beside tests/e2e) and
-# 1,027 s (these groups), CPU 96 % busy, on one warm clone the same morning.
+# test processes: the modules that start drivers, clusters and browsers run one after the other
+# on one, beside the modules that work in a SparkSession (the groups: tests/conftest.py). One
+# process left 30 % of the two cores idle and took 1,311 s; two took 979-1,027 s, CPU 96 % busy,
+# on one warm clone the same morning.
 test: test-fast test-env test-jvm
 	./scripts/install_chromium.sh
 	$(PY) -m pytest -q --durations=25 -n 2 --dist loadgroup tests/spark tests/e2e

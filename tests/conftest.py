@@ -45,13 +45,15 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 # ``make test`` runs tests/spark and tests/e2e on two test processes (pytest-xdist,
-# ``--dist loadgroup``), one per group, each whole:
-# - "session": the modules whose work runs in the test process's own SparkSession (tests/spark,
-#   and every module that feeds the shared engine server, ``ONE_ENGINE``, so it loads once);
+# ``--dist loadgroup``); each group runs whole on one of them:
+# - "engine": every module that feeds the shared engine server (``ONE_ENGINE``), so it loads once;
 # - "processes": the modules whose work runs in the JVMs and Python processes they start
-#   (CLI drivers, spark-submit, standalone clusters, the demo, browsers).
-# The second leaves a core half idle while its processes start, which the first fills.
-SESSION_GROUP, PROCESS_GROUP = "session", "processes"
+#   (CLI drivers, spark-submit, standalone clusters, the demo, browsers), one after the other;
+# - every other tests/spark module is a group of its own, which xdist hands to whichever process
+#   is free (both hold a SparkSession), so the two end together. With all of tests/spark in one
+#   group, that process ended about 50 s after the other.
+# "processes" leaves a core half idle while its processes start, which the other fills.
+ENGINE_GROUP, PROCESS_GROUP = "engine", "processes"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the group marks
@@ -71,8 +73,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         folder = _tier(item)
         if folder != "unit":
-            in_session = folder == "spark" or item.module.__name__ in warm
-            item.add_marker(pytest.mark.xdist_group(SESSION_GROUP if in_session else PROCESS_GROUP))
+            item.add_marker(pytest.mark.xdist_group(_group(item, folder, warm)))
+
+
+def _group(item, folder: str, warm: set[str]) -> str:
+    """The test's xdist group (see above)."""
+    if item.module.__name__ in warm:
+        return ENGINE_GROUP
+    return item.module.__name__ if folder == "spark" else PROCESS_GROUP
 
 
 def _tier(item) -> str:
