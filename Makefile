@@ -16,7 +16,8 @@ demo: setup
 # test processes: the modules that start drivers, clusters and browsers run one after the other
 # on one, beside the modules that work in a SparkSession (the groups: tests/conftest.py). One
 # process left 30 % of the two cores idle and took 1,311 s; two took 979-1,027 s, CPU 96 % busy,
-# on one warm clone the same morning.
+# on one warm clone the same morning (G1 then; 879 s from a fresh clone with the parallel
+# collector, tests/jvm_archive.py).
 test: test-fast test-env test-jvm
 	./scripts/install_chromium.sh
 	$(PY) -m pytest -q --durations=25 -n 2 --dist loadgroup tests/spark tests/e2e

@@ -32,8 +32,9 @@ _FIXTURE_MARKERS = {"spark": "spark", "vllm_engine": "engine", "hf_engine": "eng
 
 
 def pytest_configure(config):
-    # Every JVM started from here on (spark-submit, CLI drivers, standalone clusters) maps the
-    # class archive that ``make test`` builds and skips the optimising JIT (tests.jvm_archive).
+    # Every JVM started from here on (the sessions', spark-submit, CLI drivers, standalone
+    # clusters) uses the parallel collector and, once ``make test`` has built it, maps the class
+    # archive and skips the optimising JIT (tests.jvm_archive).
     options = child_java_options()
     inherited = os.environ.get("JAVA_TOOL_OPTIONS", "")
     if options and options not in inherited:  # xdist's workers inherit the controller's
