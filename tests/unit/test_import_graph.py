@@ -1,17 +1,16 @@
 """The module structure holds: no import circles (lazy imports inside functions and imports for
 type checking count: they still tie the modules together), ``udfs`` never imports ``jobs``, only
 the Spark adapter and GPU pinning in ``udfs`` use pyspark at run time, and every module imports
-on its own in a fresh interpreter."""
+with no other module of the project loaded (tests/import_alone.py: a forked child per module)."""
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.import_alone import import_each_alone, module_level_imports
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("jobs", "udfs")
@@ -118,16 +117,30 @@ def test_udfs_never_imports_jobs_and_only_the_adapter_uses_spark():
             assert not {m for m in at_run_time if m.split(".")[0] == "pyspark"}, name
 
 
-def _import_alone(module: str) -> tuple[str, int, str]:
-    done = subprocess.run(
-        [sys.executable, "-c", f"import {module}"], cwd=REPO, capture_output=True, text=True,
-        timeout=120,
-    )
-    return module, done.returncode, done.stderr[-2000:]
+def _third_party_module_level_imports() -> list[str]:
+    return sorted({
+        name for path in _modules().values() for name in module_level_imports(path)
+        if name.split(".")[0] not in PACKAGES
+    })
 
 
 @pytest.mark.timeout(600)
 def test_every_module_imports_on_its_own():
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        failures = [r for r in pool.map(_import_alone, sorted(_modules())) if r[1] != 0]
+    failures = import_each_alone(sorted(_modules()), _third_party_module_level_imports(), REPO)
     assert failures == []
+
+
+def test_each_module_is_imported_with_no_other_module_of_the_project_loaded(tmp_path):
+    """The fork server's contract, on a throwaway package: a failing import is reported with its
+    traceback, and what an earlier child imported or changed is not there for the next."""
+    (tmp_path / "first.py").write_text("import builtins\nbuiltins.LEFT_BY_FIRST = 1\n")
+    (tmp_path / "second.py").write_text(
+        "import builtins, sys\n"
+        "assert 'first' not in sys.modules\n"
+        "assert not hasattr(builtins, 'LEFT_BY_FIRST')\n"
+    )
+    (tmp_path / "broken.py").write_text("raise ValueError('broken on import')\n")
+    (tmp_path / "uses_json.py").write_text("import json\nassert 'json' in __import__('sys').modules\n")
+    failures = import_each_alone(["first", "second", "broken", "uses_json"], ["json"], tmp_path)
+    assert [(module, code) for module, code, _ in failures] == [("broken", 1)]
+    assert "ValueError: broken on import" in failures[0][2]
