@@ -4,7 +4,9 @@ exactly once, as with pipelining off (fake engine: the subject is the driver's s
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -29,11 +31,26 @@ def _events(caplog) -> list[str]:
     ]
 
 
+def _manifest(sample_images, folder: Path) -> Path:
+    """The sample images under fixed ids. Ids derived from paths change with pytest's temporary
+    folder, and with them the chunk each image hashes to: a chunk then came out empty in about
+    one run in nine (8 rows, 3 chunks: 3 x (2/3)^8), and an empty chunk merges nothing, so there is no MERGE
+    to order the next chunk's start against. These ids put 3, 3 and 2 images in chunks 0, 1, 2."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / "images.jsonl"
+    manifest.write_text("".join(
+        json.dumps({"image_id": f"image-{i}", "path": str(path)}) + "\n"
+        for i, path in enumerate(sample_images.paths)
+    ), encoding="utf-8")
+    return manifest
+
+
 def _describe(spark, sample_images, tmp_path, caplog, **overrides):
     config = describe_config(tmp_path, "fake", chunk_size=3, partitions=3, batch_size=2,
                              source_column__enabled=True, source_column__every_chunk="always",
                              mlflow__enabled=False, **overrides)
-    run_ingest(IngestConfig(source=str(sample_images.folder), table=config.input_table), spark)
+    manifest = _manifest(sample_images, tmp_path)
+    run_ingest(IngestConfig(source=str(manifest), table=config.input_table), spark)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="candid"):
         summary = run_describe(config, spark, make_engine=make_fake_engine)
@@ -49,6 +66,8 @@ def test_next_chunk_engine_stage_overlaps_the_commit_and_results_stay_exactly_on
 ):
     on, summary_on, events = _describe(spark, sample_images, tmp_path / "on", caplog)
     assert summary_on.chunks == 3 and summary_on.rows_processed == 8
+    merged = sorted(int(e.split(":")[0].split()[1]) for e in events if "merged" in e)
+    assert merged == [0, 1, 2], events  # every chunk holds rows (the fixed ids)
     for k in range(summary_on.chunks - 1):
         # k + 1 was already running when k merged ...
         assert _position(events, k + 1, "engine stage started") < _position(events, k, "merged")
