@@ -34,8 +34,9 @@ def _events(caplog) -> list[str]:
 def _manifest(sample_images, folder: Path) -> Path:
     """The sample images under fixed ids. Ids derived from paths change with pytest's temporary
     folder, and with them the chunk each image hashes to: a chunk then came out empty in about
-    one run in nine (8 rows, 3 chunks: 3 x (2/3)^8), and an empty chunk merges nothing, so there is no MERGE
-    to order the next chunk's start against. These ids put 3, 3 and 2 images in chunks 0, 1, 2."""
+    one run in nine (8 rows, 3 chunks: 3 x (2/3)^8), and an empty chunk merges nothing, so
+    there was no MERGE to order the next chunk's start against. These ids put 3, 3 and 2
+    images in chunks 0, 1 and 2."""
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "images.jsonl"
     manifest.write_text("".join(
