@@ -131,16 +131,19 @@ def test_every_module_imports_on_its_own():
 
 
 def test_each_module_is_imported_with_no_other_module_of_the_project_loaded(tmp_path):
-    """The fork server's contract, on a throwaway package: a failing import is reported with its
-    traceback, and what an earlier child imported or changed is not there for the next."""
+    """The fork server's contract, on throwaway modules: a failing import is reported with its
+    traceback, what the preload did is there in every child, and what an earlier child imported
+    or changed is not there for the next."""
+    (tmp_path / "preloaded.py").write_text("import builtins\nbuiltins.SET_BY_PRELOAD = 1\n")
     (tmp_path / "first.py").write_text("import builtins\nbuiltins.LEFT_BY_FIRST = 1\n")
     (tmp_path / "second.py").write_text(
         "import builtins, sys\n"
         "assert 'first' not in sys.modules\n"
         "assert not hasattr(builtins, 'LEFT_BY_FIRST')\n"
+        "assert builtins.SET_BY_PRELOAD == 1\n"
     )
     (tmp_path / "broken.py").write_text("raise ValueError('broken on import')\n")
-    (tmp_path / "uses_json.py").write_text("import json\nassert 'json' in __import__('sys').modules\n")
-    failures = import_each_alone(["first", "second", "broken", "uses_json"], ["json"], tmp_path)
+    modules = ["first", "second", "broken", "first", "second"]
+    failures = import_each_alone(modules, ["preloaded"], tmp_path)
     assert [(module, code) for module, code, _ in failures] == [("broken", 1)]
     assert "ValueError: broken on import" in failures[0][2]
