@@ -10,8 +10,9 @@ project module's import of that submodule is in the preload list. The preload ho
 project modules import at module level (``module_level_imports``), so such a use would have to
 be of one of those few names.
 
-The server is this file's own text, run with ``python -c`` (so that ``sys.path[0]`` is the
-working folder, as before): its ``__main__`` block reads the modules from its arguments.
+The server is this file's own text, run with ``python -c`` (which is what makes ``sys.path[0]``
+the working folder): its ``__main__`` block reads the preload and the modules from its
+arguments and prints the failures as JSON.
 """
 
 from __future__ import annotations
