@@ -16,16 +16,18 @@ demo: setup
 # test processes: the modules that start drivers, clusters and browsers run one after the other
 # on one, beside the modules that work in a SparkSession (the groups: tests/conftest.py). One
 # process left 30 % of the two cores idle and took 1,311 s; two took 979-1,027 s, CPU 96 % busy,
-# on one warm clone the same morning (G1 then; 879 s from a fresh clone with the parallel
-# collector, tests/jvm_archive.py).
+# on one warm clone the same morning (G1 then; with the parallel collector, tests/jvm_archive.py,
+# 875 s and 996 s from two fresh clones of the same code half an hour apart: this machine's
+# speed varies that much).
 test: test-fast test-env test-jvm
 	./scripts/install_chromium.sh
 	$(PY) -m pytest -q --durations=25 -n 2 --dist loadgroup tests/spark tests/e2e
 
 # The tests that start no Spark and no engine (tests/unit: conftest refuses a unit test that
 # asks for either); stops at the first failure. Two test processes: 52 s instead of 67 s here;
-# 40-44 s since the import check forks each module's clean interpreter from one that imported
-# pandas and pydantic once (tests/import_alone.py; 16 s of one test process before, 5 s now).
+# 41-46 s on a warm clone (40 s and 51 s from two fresh ones) since the import check forks each
+# module's clean interpreter from one that imported pandas and pydantic once
+# (tests/import_alone.py; 16 s of one test process before, 5 s now).
 test-fast: setup
 	$(PY) -m pytest -q -x -n 2 tests/unit
 
