@@ -32,6 +32,38 @@ DELTA_CONFS = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 PACKAGES_CONF = "spark.jars.packages"
+EXCLUDES_CONF = "spark.jars.excludes"
+# Delta's dependency tree (its kernel and Unity Catalog client) names older releases of jars that
+# Spark already ships in its own jars folder: the Hadoop client (49 MB), Parquet, Jackson, log4j,
+# the compression codecs. Resolved, they cost every new machine the download and every driver
+# and executor a copy (86 MB in all for Delta 4.4.0, 13 MB without them), and sit on the
+# classpath behind Spark's own, which win (parent-first). Left out of the resolution, Delta
+# runs on Spark's releases, as on Databricks. tests/unit/test_cluster_settings.py checks that
+# Spark ships each of them; tests/spark/test_jar_resolution.py that none is resolved.
+SPARK_SHIPPED_DEPENDENCIES = (
+    "com.fasterxml.jackson.core:jackson-annotations",
+    "com.fasterxml.jackson.core:jackson-core",
+    "com.fasterxml.jackson.core:jackson-databind",
+    "com.github.luben:zstd-jni",
+    "com.google.code.findbugs:jsr305",
+    "commons-pool:commons-pool",
+    "io.airlift:aircompressor",
+    "org.apache.hadoop:hadoop-client-api",
+    "org.apache.hadoop:hadoop-client-runtime",
+    "org.apache.logging.log4j:log4j-api",
+    "org.apache.logging.log4j:log4j-core",
+    "org.apache.logging.log4j:log4j-slf4j2-impl",
+    "org.apache.parquet:parquet-column",
+    "org.apache.parquet:parquet-common",
+    "org.apache.parquet:parquet-encoding",
+    "org.apache.parquet:parquet-format-structures",
+    "org.apache.parquet:parquet-hadoop",
+    "org.apache.parquet:parquet-jackson",
+    "org.locationtech.jts:jts-core",
+    "org.roaringbitmap:RoaringBitmap",
+    "org.slf4j:slf4j-api",
+    "org.xerial.snappy:snappy-java",
+)
 PYTHON_CONF = "spark.pyspark.python"
 DRIVER_PYTHON_CONF = "spark.pyspark.driver.python"
 # The folder name (--archives <file>#environment) the packed environment is unpacked under in
@@ -91,11 +123,12 @@ def delta_package() -> str:
 
 def delta_resolution_confs(settings: SparkSettings) -> dict[str, str]:
     """The confs that make Spark resolve Delta from Maven Central only, into the project's Ivy
-    home; none when Delta is provided by the platform."""
+    home, without the jars Spark ships itself; none when Delta is provided by the platform."""
     if settings.delta_jars == "provided":
         return {}
     confs = {
         PACKAGES_CONF: delta_package(),
+        EXCLUDES_CONF: ",".join(SPARK_SHIPPED_DEPENDENCIES),
         "spark.jars.ivy": str(Path(settings.ivy_home).resolve()),
     }
     if settings.ivy_settings is not None:

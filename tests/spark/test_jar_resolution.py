@@ -6,9 +6,11 @@ nothing as on a new machine."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,9 @@ import pytest
 pytestmark = pytest.mark.spark
 REPO = Path(__file__).resolve().parents[2]
 # A module that Delta's tree needs, in a version Maven itself would consider: its pom in ~/.m2
-# without the jar is what `mvn dependency:get` leaves behind.
-POISONED = ("org.slf4j", "slf4j-api", "2.0.13")
+# without the jar is what `mvn dependency:get` leaves behind. (Delta's storage module: always
+# resolved, in Delta's own version; the jars Spark ships are left out of the resolution.)
+POISONED = ("io.delta", "delta-storage", version("delta-spark"))
 
 SESSION_SCRIPT = textwrap.dedent("""
     import sys
@@ -74,10 +77,20 @@ def test_delta_works_with_a_pom_without_its_jar_in_m2(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr + log_file.read_text()[-3000:]
     assert "delta rows 3" in done.stdout
     log = log_file.read_text()
+    group, artifact, release = POISONED
     # Resolved from Maven Central into the test's own Ivy home; ~/.m2 never consulted.
-    assert "found org.slf4j#slf4j-api;2.0.13 in maven-central" in log
+    assert f"found {group}#{artifact};{release} in maven-central" in log
     assert "local-m2-cache" not in log
-    assert (tmp_path / "ivy" / "jars" / "org.slf4j_slf4j-api-2.0.13.jar").is_file()
+    resolved = sorted(p.name for p in (tmp_path / "ivy" / "jars").iterdir())
+    assert f"{group}_{artifact}-{release}.jar" in resolved
+    # Nothing that Spark ships itself (an older Hadoop client, Parquet, Jackson) came along.
+    import pyspark
+
+    shipped = {re.sub(r"-\d[\w.-]*\.jar$", "", jar.name)
+               for jar in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    duplicates = [n for n in resolved if re.sub(r"-\d[\w.-]*\.jar$", "", n.split("_", 1)[1])
+                  in shipped]
+    assert duplicates == [] and "org.apache.hadoop_hadoop-client-runtime" not in str(resolved)
 
 
 def test_sparks_own_chain_fails_there_with_one_line_naming_the_jar(tmp_path):
@@ -86,6 +99,7 @@ def test_sparks_own_chain_fails_there_with_one_line_naming_the_jar(tmp_path):
     done, log_file = _start_session(tmp_path, own_chain=False)
     assert done.returncode == 3, done.stdout + done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("START FAILED"))
-    assert "download failed: org.slf4j#slf4j-api;2.0.13!slf4j-api.jar" in line
+    group, artifact, release = POISONED
+    assert f"download failed: {group}#{artifact};{release}!{artifact}.jar" in line
     assert "looks in ~/.m2 first" in line and str(log_file) in line
     assert "Traceback" not in done.stdout + done.stderr

@@ -1,6 +1,7 @@
 """The cluster-facing settings agree with each other: the GPU layout check, the shipped profiles,
 and the spark-submit options ``submit_args`` prints (no Spark started here)."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -162,6 +163,25 @@ def test_submit_args_for_a_local_master_use_this_interpreter_and_need_no_archive
     assert args[:2] == ["--master", "local[2]"]
     assert "--packages" in args and "--archives" not in args
     assert _confs(args)["spark.pyspark.python"] == sys.executable
+
+
+def test_delta_is_resolved_without_the_jars_spark_ships_itself():
+    excluded = _confs(submit_args(SparkSettings(profile=str(LOCAL_PROFILE))))[
+        "spark.jars.excludes"].split(",")
+    # The big ones, named here: an older Hadoop client and Parquet beside Spark's own.
+    assert {"org.apache.hadoop:hadoop-client-runtime", "org.apache.hadoop:hadoop-client-api",
+            "org.apache.parquet:parquet-hadoop"} <= set(excluded)
+    assert not any(e.startswith("io.delta:") for e in excluded)
+    # Each excluded artifact is in Spark's own jars folder (any release), so leaving it out of
+    # the resolution leaves Delta nothing missing.
+    import pyspark
+
+    shipped = {jar.name for jar in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    for coordinate in excluded:
+        group, artifact = coordinate.split(":")
+        assert any(re.fullmatch(rf"{re.escape(artifact)}-\d[\w.-]*\.jar", n) for n in shipped), (
+            f"{coordinate}: Spark ships no {artifact}-*.jar"
+        )
 
 
 def test_submit_args_for_a_cluster_without_archive_leave_the_python_to_the_nodes():
