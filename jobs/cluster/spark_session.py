@@ -38,8 +38,9 @@ EXCLUDES_CONF = "spark.jars.excludes"
 # the compression codecs. Resolved, they cost every new machine the download and every driver
 # and executor a copy (86 MB in all for Delta 4.4.0, 13 MB without them), and sit on the
 # classpath behind Spark's own, which win (parent-first). Left out of the resolution, Delta
-# runs on Spark's releases, as on Databricks. tests/unit/test_cluster_settings.py checks that
-# Spark ships each of them; tests/spark/test_jar_resolution.py that none is resolved.
+# runs on Spark's releases, as where the platform provides Delta.
+# tests/unit/test_cluster_settings.py checks that Spark ships each of them, and
+# tests/spark/test_jar_resolution.py that none is resolved.
 SPARK_SHIPPED_DEPENDENCIES = (
     "com.fasterxml.jackson.core:jackson-annotations",
     "com.fasterxml.jackson.core:jackson-core",
