@@ -17,8 +17,8 @@ demo: setup
 # on one, beside the modules that work in a SparkSession (the groups: tests/conftest.py). One
 # process left 30 % of the two cores idle and took 1,311 s; two took 979-1,027 s, CPU 96 % busy,
 # on one warm clone the same morning (G1 then; with the parallel collector, tests/jvm_archive.py,
-# 875 s and 996 s from two fresh clones of the same code half an hour apart, 1,005 s the next
-# day with Delta's duplicate jars left out: this machine's speed varies that much).
+# 875 s and 996 s from two fresh clones of the same code half an hour apart; 1,005 s and 919 s
+# the next day, with Delta's duplicate jars left out: this machine's speed varies that much).
 test: test-fast test-env test-jvm
 	./scripts/install_chromium.sh
 	$(PY) -m pytest -q --durations=25 -n 2 --dist loadgroup tests/spark tests/e2e
