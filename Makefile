@@ -18,7 +18,9 @@ demo: setup
 # process left 30 % of the two cores idle and took 1,311 s; two took 979-1,027 s, CPU 96 % busy,
 # on one warm clone the same morning (G1 then; with the parallel collector, tests/jvm_archive.py,
 # 875 s and 996 s from two fresh clones of the same code half an hour apart; 1,005 s and 919 s
-# the next day, with Delta's duplicate jars left out: this machine's speed varies that much).
+# the next day, with Delta's duplicate jars left out: this machine's speed varies that much;
+# 765 s and 771 s from fresh clones once the session JVM inlined less, tests/jvm_archive.py,
+# with 807 s for the commit before between them, the same hour).
 test: test-fast test-env test-jvm
 	./scripts/install_chromium.sh
 	$(PY) -m pytest -q --durations=25 -n 2 --dist loadgroup tests/spark tests/e2e
