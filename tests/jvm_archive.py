@@ -24,9 +24,9 @@ JVMs gained most (cluster 100 s -> 80 s, kill and resume 168 s -> 118 s, demo 10
 
 The session JVM's optimising tier inlines less than by default (``-XX:MaxInlineLevel=4
 -XX:InlineSmallCode=500 -XX:FreqInlineSize=150``; Java 17's defaults are 15, 2,500 and 325).
-On the tests' tiny tables the session plans and runs thousands of different small queries, few
-hot loops, and its optimising compiler spent more than half of its CPU building deep inlined
-trees: 72-74 s of C2 compile time (``-XX:+CITime``) in a 125-140 s run of the three modules
+On the tests' tiny tables the session plans and runs many different small queries and few hot
+loops, and its optimising compiler took about half of its CPU building deep inlined trees:
+72-74 s of C2 compile time (``-XX:+CITime``) in a 125-140 s run of the three modules
 below, 28-34 s with these options. Measured: ``pytest tests/spark/test_provenance.py
 tests/spark/test_write_back.py tests/spark/test_results_layout.py`` took 193-216 CPU-seconds
 (8 runs; wall 125-140 s) with the defaults, 161-180 CPU-seconds (4 runs; wall 119-133 s) with
